@@ -1,0 +1,198 @@
+"""The fork-class contract that every backend keeps.
+
+A *fork object* runs one callable, once, somewhere else, and hands back what
+came of it::
+
+    f = fork_class(use_fork=True, timeout=None, queue=None)
+    f.run(cmd, *args, **kwargs)          # schedules cmd and returns at once
+    value = f.wait(timeout=None, raise_exception=True)
+
+:class:`ForkBase` implements the contract: the state machine (``run`` once,
+then ``wait`` any number of times), the inline path of ``use_fork=False``,
+the delivery of values and exceptions, thread safety and pickling.  A backend
+subclass only implements the hooks ``_submit``, ``_collect`` and
+``_terminate``.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from .exceptions import (
+    ColdocTasksProcessLookupError,
+    ColdocTasksRemoteTraceback,
+    ColdocTasksTimeoutError,
+    ColdocTasksUsageError,
+)
+from .outcome import Outcome, call_capturing, describe_callable
+
+__all__ = ['ForkBase', 'new_task_id']
+
+
+def new_task_id() -> str:
+    """A fresh, unguessable task id."""
+    return uuid.uuid4().hex
+
+
+def check_timeout(timeout: float | None, name: str = 'timeout') -> float | None:
+    """Validate a timeout in seconds: ``None`` (wait for ever) or a number >= 0."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f'{name} must be a number of seconds or None, not {type(timeout).__name__}')
+    if timeout < 0 or timeout != timeout:
+        raise ValueError(f'{name} must be >= 0 seconds, not {timeout!r}')
+    return float(timeout)
+
+
+class ForkBase:
+    """Run one callable in the background and collect its result.
+
+    Parameters:
+        use_fork: when false, ``run`` calls ``cmd`` inline, at once, in the
+            calling thread; ``wait`` then behaves exactly as for a background
+            task.  Handy when there is only one job and forking buys nothing.
+        timeout: the default timeout of ``wait``, in seconds (``None``: wait
+            for ever).
+        queue: the name of the queue to run on, for backends that have
+            queues; ``None`` or ``True`` mean the default queue.
+
+    Attributes:
+        fork_type: the backend's name (``'nofork'``, ``'simple'``, ``'coldoc'``,
+            ``'celery'``).
+        task_id: the task's id (a str), set by ``run``.
+        exception: the exception ``cmd`` raised, once ``wait`` has seen it.
+        traceback: the traceback of that exception as formatted where ``cmd``
+            ran (a list of str), or ``None``.
+
+    Instances are thread-safe, and may be pickled after ``run``; where the
+    backend allows it, the copy can ``wait`` too.
+    """
+
+    fork_type: ClassVar[str] = ''
+    #: Seconds ``terminate`` waits after SIGTERM before it sends SIGKILL.
+    terminate_grace: ClassVar[float] = 2.0
+
+    def __init__(self, use_fork: bool = True, timeout: float | None = None, queue: str | bool | None = None):
+        self.use_fork = bool(use_fork)
+        self.timeout = check_timeout(timeout)
+        self.queue = queue
+        self.task_id: str | None = None
+        self.cmd_name: str | None = None
+        self.exception: BaseException | None = None
+        self.traceback: list[str] | None = None
+        self._inline = False
+        self._outcome: Outcome | None = None
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        state = 'new' if self.task_id is None else ('finished' if self._outcome is not None else 'pending')
+        return f'<{type(self).__name__} {self.fork_type} task={self.task_id} cmd={self.cmd_name} {state}>'
+
+    # -- the public contract ------------------------------------------------
+
+    def run(self, cmd: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Schedule ``cmd(*args, **kwargs)`` and return at once.
+
+        Raises :class:`ColdocTasksUsageError` if ``run`` was already called or
+        ``cmd`` is not callable, and :class:`ColdocTasksSerializationError` if
+        the call cannot be sent to where it would run.
+        """
+        if not callable(cmd):
+            raise ColdocTasksUsageError(f'run() needs a callable as its first argument, not {type(cmd).__name__}')
+        with self._lock:
+            if self.task_id is not None:
+                raise ColdocTasksUsageError(f'run() was already called on this fork object (task {self.task_id})')
+            self.cmd_name = describe_callable(cmd)
+            if self.use_fork:
+                self.task_id = self._submit(cmd, args, kwargs)
+            else:
+                self.task_id = new_task_id()
+                self._inline = True
+                self._set_outcome(call_capturing(cmd, args, kwargs))
+
+    def wait(self, timeout: float | None = None, raise_exception: bool = True) -> Any:
+        """Wait for the task and return its value.
+
+        If ``cmd`` raised, raise an exception of the same type and arguments,
+        with the remote traceback attached as its ``__cause__`` (with
+        ``raise_exception=False`` the exception is returned instead).
+
+        ``timeout`` (seconds; default: the one given to the constructor):
+        raise :class:`ColdocTasksTimeoutError` when it passes; the task goes
+        on and ``wait`` may be called again.  If the process running the task
+        vanished, raise :class:`ColdocTasksProcessLookupError`.
+        """
+        timeout = self.timeout if timeout is None else check_timeout(timeout)
+        if self.task_id is None:
+            raise ColdocTasksUsageError('wait() was called before run()')
+        outcome = self._outcome
+        if outcome is None:
+            # Backends make _collect safe to call from several threads at once;
+            # the instance lock is not held while blocking, so that terminate()
+            # from another thread is never stuck behind a wait().
+            collected = self._collect(timeout)
+            with self._lock:
+                if self._outcome is None:
+                    self._set_outcome(collected)
+                outcome = self._outcome
+        if outcome.exception is None:
+            return outcome.value
+        if isinstance(outcome.exception, ColdocTasksProcessLookupError) or raise_exception:
+            raise outcome.exception
+        return outcome.exception
+
+    def terminate(self) -> None:
+        """Stop the task.  A later ``wait`` raises
+        :class:`ColdocTasksProcessLookupError`, unless the task had already
+        finished, in which case this does nothing."""
+        with self._lock:
+            if self.task_id is None:
+                raise ColdocTasksUsageError('terminate() was called before run()')
+            if self._outcome is not None or self._inline:
+                return
+            self._terminate()
+
+    # -- hooks for backends -------------------------------------------------
+
+    def _submit(self, cmd: Callable, args: tuple, kwargs: dict) -> str:
+        """Start running the call in the background; return the task id."""
+        raise NotImplementedError
+
+    def _collect(self, timeout: float | None) -> Outcome:
+        """Block until the task's outcome is known (at most ``timeout``
+        seconds, else raise :class:`ColdocTasksTimeoutError`) and return it.
+        A vanished task is returned as an outcome whose exception is a
+        :class:`ColdocTasksProcessLookupError`.  May be called from several
+        threads at once."""
+        raise NotImplementedError
+
+    def _terminate(self) -> None:
+        """Stop the running task."""
+        raise NotImplementedError
+
+    def _timeout_error(self, timeout: float | None) -> ColdocTasksTimeoutError:
+        return ColdocTasksTimeoutError(f'task {self.task_id} ({self.cmd_name}) did not finish within {timeout} s')
+
+    # -- internals ------------------------------------------------------------
+
+    def _set_outcome(self, outcome: Outcome) -> None:
+        exc = outcome.exception
+        if exc is not None and not isinstance(exc, ColdocTasksProcessLookupError):
+            if not self._inline and outcome.traceback and exc.__cause__ is None:
+                exc.__cause__ = ColdocTasksRemoteTraceback(''.join(outcome.traceback))
+            self.exception = exc
+            self.traceback = outcome.traceback
+        self._outcome = outcome
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state['_lock']
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()

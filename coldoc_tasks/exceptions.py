@@ -1,0 +1,113 @@
+"""The exceptions raised by coldoc_tasks.
+
+Everything the package raises on its own account derives from
+:class:`ColdocTasksException`, so ``except ColdocTasksException`` catches all
+of it.  Where a built-in exception has the same meaning, it is mixed in, so
+code that already catches ``TimeoutError`` or ``ProcessLookupError`` keeps
+working.
+
+Exceptions raised by a task itself are not wrapped: ``wait()`` re-raises them
+with their own type and arguments.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+__all__ = [
+    'ColdocTasksException',
+    'ColdocTasksUsageError',
+    'ColdocTasksNotSupportedError',
+    'ColdocTasksTimeoutError',
+    'ColdocTasksProcessLookupError',
+    'ColdocTasksSerializationError',
+    'ColdocTasksRemoteError',
+    'ColdocTasksRemoteTraceback',
+    'ColdocTasksUnknownTaskError',
+    'ColdocTasksConnectionError',
+    'ColdocTasksAuthenticationError',
+    'ColdocTasksProtocolError',
+    'ColdocTasksBackendUnavailableError',
+]
+
+
+class ColdocTasksException(Exception):
+    """Root of every exception that coldoc_tasks raises on its own account."""
+
+
+class ColdocTasksUsageError(ColdocTasksException, RuntimeError):
+    """A fork object was used out of order: ``wait`` before ``run``, ``run``
+    twice, or waiting for a task from a process that cannot reach it."""
+
+
+class ColdocTasksNotSupportedError(ColdocTasksException, NotImplementedError):
+    """The backend cannot do what was asked (``terminate`` on ``nofork``)."""
+
+
+class ColdocTasksTimeoutError(ColdocTasksException, TimeoutError):
+    """``wait`` gave up after its timeout; the task is still running and
+    ``wait`` may be called again."""
+
+
+class ColdocTasksProcessLookupError(ColdocTasksException, ProcessLookupError):
+    """The process running the task vanished before it produced a result:
+    killed by a signal, crashed, exited early, terminated, or its server went
+    away.  The message names what happened."""
+
+
+class ColdocTasksSerializationError(ColdocTasksException, pickle.PicklingError):
+    """An argument, a result or a message could not be pickled or unpickled.
+    The message names the type that failed."""
+
+
+class ColdocTasksRemoteError(ColdocTasksException):
+    """Stands in for an exception raised by a task that could not be sent back
+    as itself (it could not be pickled, or not rebuilt from its pickle).
+
+    ``type_name`` is the dotted name of the original class, ``message`` its
+    ``str()``, ``remote_traceback`` the traceback text where it was raised.
+    """
+
+    def __init__(self, type_name: str, message: str, remote_traceback: str = ''):
+        super().__init__(type_name, message, remote_traceback)
+        self.type_name = type_name
+        self.message = message
+        self.remote_traceback = remote_traceback
+
+    def __str__(self) -> str:
+        return f'{self.type_name}: {self.message}'
+
+
+class ColdocTasksRemoteTraceback(Exception):
+    """Carries the traceback text of a task's exception; it is attached as the
+    ``__cause__`` of the re-raised exception, so a printed traceback shows
+    where the task failed as well as where ``wait`` was called."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return '\n\n"""\n' + self.text.rstrip('\n') + '\n"""'
+
+
+class ColdocTasksUnknownTaskError(ColdocTasksException, LookupError):
+    """The server does not know the task: its result was already collected,
+    expired, or the id was never issued."""
+
+
+class ColdocTasksConnectionError(ColdocTasksException, ConnectionError):
+    """The task server could not be reached, or the connection to it broke."""
+
+
+class ColdocTasksAuthenticationError(ColdocTasksConnectionError):
+    """The task server refused the authentication key."""
+
+
+class ColdocTasksProtocolError(ColdocTasksConnectionError):
+    """A peer sent something that is not a valid message of the protocol."""
+
+
+class ColdocTasksBackendUnavailableError(ColdocTasksException):
+    """No backend of the requested kind is available (not installed, not
+    configured, or its server does not answer)."""

@@ -1,0 +1,333 @@
+"""The ``simple`` backend (one ``os.fork()`` per task) and ``nofork`` (inline).
+
+``simple``: ``run`` forks a child that calls ``cmd`` and writes its pickled
+outcome to a pipe, framed by an 8-byte length, then exits::
+
+    parent: run() --fork--> child: call cmd, pickle outcome
+            wait() <-- pipe: [length][outcome] --/  then os._exit(0)
+            wait() <-- pidfd readable: the child exited (or died)
+
+``wait`` blocks in ``poll`` on the pipe and on a pidfd of the child, so it
+notices a death at once without polling, even when another process
+inherited the pipe's write end and so no EOF will come.  The child runs in a
+process group of its own, so ``terminate`` also stops what it started.
+
+A ``simple`` task can be waited for only from the process that ran it: a
+pickled copy works within that process and says so clearly elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import struct
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable
+
+from .base import ForkBase, new_task_id
+from .exceptions import (
+    ColdocTasksBackendUnavailableError,
+    ColdocTasksNotSupportedError,
+    ColdocTasksProcessLookupError,
+    ColdocTasksUsageError,
+)
+from .outcome import Outcome, call_capturing, dumps_outcome, loads_outcome
+
+__all__ = ['SimpleFork', 'NoFork', 'fork_class', 'nofork_class', 'get_fork_class', 'describe_wait_status']
+
+_HEADER = struct.Struct('!Q')
+_READ_CHUNK = 1 << 20
+
+# Held from the creation of a child's pipe until the parent has closed its
+# write end, so that a child forked meanwhile by another thread does not
+# inherit that write end and keep the pipe open after the first child died.
+_fork_lock = threading.Lock()
+
+# Children of this process by task id, so that an unpickled copy of a fork
+# object finds the child of its original.
+_children: weakref.WeakValueDictionary[str, _Child] = weakref.WeakValueDictionary()
+
+# Pids of children whose fork objects were dropped before anybody waited;
+# reaped at the next run() so that they do not linger as zombies.
+_orphans: set[int] = set()
+
+
+def _reset_after_fork() -> None:
+    # A child forked while another thread held _fork_lock would inherit it
+    # locked; and its parent's children are not its own.
+    global _fork_lock, _children, _orphans
+    _fork_lock = threading.Lock()
+    _children = weakref.WeakValueDictionary()
+    _orphans = set()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def describe_wait_status(status: int) -> str:
+    """Say in words how a process ended, from its ``waitpid`` status."""
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f'signal {number}'
+        return f'was killed by {name}'
+    return f'exited with code {os.waitstatus_to_exitcode(status)}'
+
+
+def _reap_orphans() -> None:
+    for pid in list(_orphans):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            _orphans.discard(pid)
+
+
+def _abandon(pid: int, fd: int, state: dict) -> None:
+    if not state['reaped']:
+        _orphans.add(pid)
+    if fd >= 0:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+class _Child:
+    """One forked child: its pid, the read end of its result pipe, and the
+    bytes read so far.  Shared by every copy of the fork object in this
+    process; all its methods are called with its lock held."""
+
+    def __init__(self, task_id: str, pid: int, fd: int):
+        self.task_id = task_id
+        self.pid = pid
+        self.fd = fd
+        self.buffer = bytearray()
+        self.outcome: Outcome | None = None
+        self.terminated = False
+        self.lock = threading.Lock()
+        # Guards the pid against reuse: no signal is sent once it is reaped.
+        self.signal_lock = threading.Lock()
+        self._state = {'reaped': False}
+        self._finalizer = weakref.finalize(self, _abandon, pid, fd, self._state)
+
+    def payload_complete(self) -> bool:
+        if len(self.buffer) < _HEADER.size:
+            return False
+        (length,) = _HEADER.unpack_from(self.buffer)
+        return len(self.buffer) >= _HEADER.size + length
+
+    def read_available(self) -> bool:
+        """Read what the pipe holds now; return True at end of file."""
+        while True:
+            try:
+                chunk = os.read(self.fd, _READ_CHUNK)
+            except BlockingIOError:
+                return False
+            if not chunk:
+                return True
+            self.buffer += chunk
+
+    def reap(self) -> int:
+        with self.signal_lock:
+            _, status = os.waitpid(self.pid, 0)
+            self._state['reaped'] = True
+        self._finalizer()  # closes the pipe; nothing more to read
+        self.fd = -1
+        return status
+
+    def collect(self, timeout: float | None, on_timeout: Callable[[], Exception]) -> Outcome:
+        if self.outcome is not None:
+            return self.outcome
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pidfd = os.pidfd_open(self.pid) if hasattr(os, 'pidfd_open') else -1
+        try:
+            poller = select.poll()
+            poller.register(self.fd, select.POLLIN)
+            if pidfd >= 0:
+                poller.register(pidfd, select.POLLIN)
+            exited = eof = False
+            while not (self.payload_complete() or exited or eof):
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                events = poller.poll(None if remaining is None else int(remaining * 1000) + 1)
+                if not events and deadline is not None and time.monotonic() >= deadline:
+                    raise on_timeout()
+                for fd, _ in events:
+                    if fd == pidfd:
+                        exited = True
+                eof = self.read_available()
+            if exited and not eof:
+                self.read_available()  # the child is gone: all it wrote is in the pipe
+        finally:
+            if pidfd >= 0:
+                os.close(pidfd)
+        status = self.reap()
+        if self.payload_complete():
+            self.outcome = loads_outcome(bytes(memoryview(self.buffer)[_HEADER.size:]))
+        elif self.terminated:
+            self.outcome = Outcome(exception=ColdocTasksProcessLookupError(
+                f'task {self.task_id} was terminated (its process {self.pid} {describe_wait_status(status)})'))
+        else:
+            self.outcome = Outcome(exception=ColdocTasksProcessLookupError(
+                f'task {self.task_id}: its process {self.pid} {describe_wait_status(status)} before sending a result'))
+        self.buffer = bytearray()
+        return self.outcome
+
+    def terminate(self, grace: float) -> None:
+        """SIGTERM the child's process group, SIGKILL it after ``grace``
+        seconds.  Does not take ``lock``: a wait() may be blocked on it."""
+        with self.signal_lock:
+            if self._state['reaped']:
+                return
+            self.terminated = True
+            pidfd = os.pidfd_open(self.pid) if hasattr(os, 'pidfd_open') else -1
+            _signal_group(self.pid, signal.SIGTERM)
+        try:
+            if pidfd >= 0:
+                select.select([pidfd], [], [], grace)
+            else:
+                time.sleep(grace)
+        finally:
+            if pidfd >= 0:
+                os.close(pidfd)
+        with self.signal_lock:
+            if not self._state['reaped']:
+                _signal_group(self.pid, signal.SIGKILL)
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def _child_main(write_fd: int, cmd: Callable, args: tuple, kwargs: dict) -> None:
+    """Body of a forked child; never returns."""
+    code = 0
+    try:
+        os.setpgid(0, 0)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        data = dumps_outcome(call_capturing(cmd, args, kwargs))
+        view = memoryview(_HEADER.pack(len(data)) + data)
+        while view:
+            view = view[os.write(write_fd, view):]
+    except BaseException:  # a child must never return into the parent's code
+        code = 70
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(code)
+
+
+class SimpleFork(ForkBase):
+    """Run each task in a child made with ``os.fork()`` for it alone.
+
+    The full contract of :class:`~coldoc_tasks.base.ForkBase`; ``queue`` is
+    accepted and ignored.  ``wait`` works only in the process that called
+    ``run`` (a pickled copy raises :class:`ColdocTasksUsageError` elsewhere).
+    """
+
+    fork_type = 'simple'
+
+    def __init__(self, use_fork: bool = True, timeout: float | None = None, queue: str | bool | None = None):
+        super().__init__(use_fork=use_fork, timeout=timeout, queue=queue)
+        self._owner_pid = os.getpid()
+        self._child_ref: _Child | None = None
+
+    def _submit(self, cmd: Callable, args: tuple, kwargs: dict) -> str:
+        _reap_orphans()
+        task_id = new_task_id()
+        with _fork_lock:
+            read_fd, write_fd = os.pipe()
+            try:
+                pid = os.fork()
+            except BaseException:
+                os.close(read_fd)
+                os.close(write_fd)
+                raise
+            if pid == 0:
+                os.close(read_fd)
+                _child_main(write_fd, cmd, args, kwargs)
+            os.close(write_fd)
+            try:
+                os.setpgid(pid, pid)  # also done by the child; whichever runs first wins the race with terminate()
+            except OSError:
+                pass
+        os.set_blocking(read_fd, False)
+        self._owner_pid = os.getpid()
+        self._child_ref = _children[task_id] = _Child(task_id, pid, read_fd)
+        return task_id
+
+    def _child(self) -> _Child:
+        if self._child_ref is None:
+            if os.getpid() != self._owner_pid:
+                raise ColdocTasksUsageError(
+                    f'a simple task can be waited for only from the process that ran it (pid {self._owner_pid}); '
+                    f'this is pid {os.getpid()}: use the coldoc or celery backend to share tasks between processes')
+            child = _children.get(self.task_id)
+            if child is None:
+                raise ColdocTasksUsageError(
+                    f'task {self.task_id} is no longer known in this process (every fork object of it was dropped)')
+            self._child_ref = child
+        return self._child_ref
+
+    def _collect(self, timeout: float | None) -> Outcome:
+        child = self._child()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not child.lock.acquire(timeout=-1 if timeout is None else timeout):
+            raise self._timeout_error(timeout)
+        try:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            return child.collect(remaining, lambda: self._timeout_error(timeout))
+        finally:
+            child.lock.release()
+
+    def _terminate(self) -> None:
+        self._child().terminate(self.terminate_grace)
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state['_child_ref'] = None
+        return state
+
+
+class NoFork(ForkBase):
+    """Run each task inline, in ``run``, in the calling thread.
+
+    For tests, debugging and one-off scripts: same ``wait`` semantics as the
+    other backends, no process of its own.  ``terminate`` is not available.
+    """
+
+    fork_type = 'nofork'
+
+    def __init__(self, use_fork: bool = True, timeout: float | None = None, queue: str | bool | None = None):
+        super().__init__(use_fork=False, timeout=timeout, queue=queue)
+
+    def terminate(self) -> None:
+        """Not available: a ``nofork`` task has finished before ``run`` returns."""
+        raise ColdocTasksNotSupportedError('terminate() is not available in the nofork backend: the task ran inline')
+
+
+fork_class = SimpleFork
+nofork_class = NoFork
+
+
+def get_fork_class(infofile: object = None, celeryconfig: object = None) -> type[SimpleFork]:
+    """The ``simple`` fork class, if this platform can fork."""
+    if not hasattr(os, 'fork'):
+        raise ColdocTasksBackendUnavailableError('this platform has no os.fork()')
+    return SimpleFork

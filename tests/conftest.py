@@ -1,0 +1,68 @@
+"""Fixtures shared by the tests.
+
+``backend`` runs a test once per backend.  A backend is described by a
+:class:`Backend`: ``make`` builds a fork object (picklable, so nested tasks
+can build their own), and flags say what the backend can do.  A later backend
+joins the contract suite by adding its name to ``BACKEND_NAMES`` and a
+fixture ``backend_<name>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+
+import pytest
+
+from coldoc_tasks.simple_tasks import NoFork, SimpleFork
+from tests.helpers import Rendezvous
+
+IN_CI = os.environ.get('CI', '').lower() in ('1', 'true', 'yes')
+
+
+@dataclasses.dataclass
+class Backend:
+    name: str
+    make: Callable
+    #: the task runs inline in run(): no timeout, no kill, no terminate
+    inline: bool = False
+    #: a pickled fork object can be waited for from another process
+    shared: bool = False
+    #: arguments are pickled (so unpicklable ones are refused at run())
+    pickles_arguments: bool = False
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def skip_or_fail(reason: str):
+    """A missing service skips a test locally and fails it under CI=true."""
+    if IN_CI:
+        pytest.fail(f'required service unavailable under CI: {reason}')
+    pytest.skip(reason)
+
+
+BACKEND_NAMES = ['nofork', 'simple']
+
+
+@pytest.fixture
+def backend_nofork():
+    return Backend('nofork', NoFork, inline=True)
+
+
+@pytest.fixture
+def backend_simple():
+    return Backend('simple', SimpleFork)
+
+
+@pytest.fixture(params=BACKEND_NAMES)
+def backend(request) -> Backend:
+    return request.getfixturevalue(f'backend_{request.param}')
+
+
+@pytest.fixture
+def rendezvous():
+    point = Rendezvous()
+    yield point
+    point.close()

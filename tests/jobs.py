@@ -1,0 +1,129 @@
+"""Task functions used by the tests.  They live in an importable module so
+that every backend, including those that pickle the callable by reference
+(coldoc, celery), can run them."""
+
+from __future__ import annotations
+
+import ctypes
+import faulthandler
+import os
+import signal
+import socket
+import threading
+import time
+
+
+def add(a, b=0):
+    return a + b
+
+
+def identity(x):
+    return x
+
+
+def getpid():
+    return os.getpid()
+
+
+class JobError(Exception):
+    """A plain exception raised by a task on purpose."""
+
+
+def fail(*args):
+    raise JobError(*args)
+
+
+def fail_with_value_error(message):
+    raise ValueError(message)
+
+
+class UnpicklableError(Exception):
+    """Pickles fine by type, but carries a lock, which cannot be pickled."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+
+class UnrebuildableError(Exception):
+    """Pickles, but cannot be rebuilt: __init__ wants two arguments and the
+    pickle carries the one passed to Exception."""
+
+    def __init__(self, a, b):
+        super().__init__(f'{a}-{b}')
+
+
+def raise_unpicklable(message):
+    raise UnpicklableError(message)
+
+
+def raise_unrebuildable(a, b):
+    raise UnrebuildableError(a, b)
+
+
+def return_generator():
+    return (i for i in range(3))
+
+
+def big_bytes(size):
+    return b'x' * size
+
+
+def exit_with(code):
+    os._exit(code)
+
+
+def segfault():
+    faulthandler.disable()  # keep the test output free of the crash report
+    ctypes.string_at(0)
+
+
+def nested(make_fork, depth, leaf=None):
+    """Run a chain of tasks ``depth`` deep and return the list of depths that
+    ran; at the bottom return ``leaf`` or, if it is an exception, raise it."""
+    if depth <= 1:
+        if isinstance(leaf, BaseException):
+            raise leaf
+        return [depth]
+    f = make_fork()
+    f.run(nested, make_fork, depth - 1, leaf)
+    return f.wait() + [depth]
+
+
+def fan_out(make_fork, n):
+    """Run ``n`` child tasks at once from inside a task and sum them."""
+    forks = [make_fork() for _ in range(n)]
+    for i, f in enumerate(forks):
+        f.run(add, i, 1)
+    return sum(f.wait() for f in forks)
+
+
+def rendezvous(address, value=None, ignore_sigterm=False, spawn_grandchild=False):
+    """Tell the test at ``address`` (an AF_UNIX socket it listens on) this
+    process's pid, block until the test says go, then return ``value``.
+
+    With ``spawn_grandchild`` the pid of a forked grandchild (which blocks for
+    ever) is sent as well, as ``"pid grandchild_pid"``."""
+    if ignore_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    message = str(os.getpid())
+    if spawn_grandchild:
+        grandchild = os.fork()
+        if grandchild == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            while True:
+                signal.pause()
+        message += f' {grandchild}'
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(address)
+        sock.sendall(message.encode() + b'\n')
+        sock.recv(16)  # 'go', or EOF when the test drops the connection
+    return value
+
+
+def slow_cpu(seconds):
+    end = time.process_time() + seconds
+    n = 0
+    while time.process_time() < end:
+        n += 1
+    return n

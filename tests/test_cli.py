@@ -1,0 +1,39 @@
+"""The command line, run as users run it: the installed console script."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+import coldoc_tasks
+
+CLI = str(pathlib.Path(sys.executable).with_name('coldoc_tasks_cli'))
+
+
+def run_cli(*args, timeout=60):
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_version():
+    done = run_cli('--version')
+    assert done.returncode == 0
+    assert done.stdout.strip() == f'coldoc_tasks_cli {coldoc_tasks.__version__}'
+
+
+def test_help():
+    done = run_cli('--help')
+    assert done.returncode == 0
+    assert 'usage: coldoc_tasks_cli' in done.stdout
+
+
+def test_no_command_is_a_usage_error():
+    done = run_cli()
+    assert done.returncode == 2
+    assert 'usage:' in done.stderr
+
+
+def test_unknown_command_is_a_usage_error():
+    done = run_cli('frobnicate')
+    assert done.returncode == 2
+    assert 'invalid choice' in done.stderr
