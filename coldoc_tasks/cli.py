@@ -1,12 +1,23 @@
-"""``coldoc_tasks_cli``: the command line of coldoc_tasks."""
+"""``coldoc_tasks_cli``: the command line of coldoc_tasks.
+
+Each backend with something to control contributes one sub-command group
+(``coldoc``, ``celery``) from its own module, through a function
+``add_subcommands(subparsers)`` that adds its parser and sets, on each leaf
+parser, ``handler``: a function taking the parsed arguments and returning the
+exit status.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Sequence
+from typing import Sequence
 
 from . import __version__
+
+#: Modules that contribute sub-commands, in the order they are listed.
+SUBCOMMAND_MODULES = ('coldoc_tasks.coldoc_cli', 'coldoc_tasks.celery_cli')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,7 +26,15 @@ def build_parser() -> argparse.ArgumentParser:
         description='Run Python callables in the background: control the coldoc task server and Celery workers.',
     )
     parser.add_argument('--version', action='version', version=f'%(prog)s {__version__}')
-    parser.add_subparsers(dest='command', metavar='COMMAND')
+    subparsers = parser.add_subparsers(dest='command', metavar='COMMAND')
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.add_subcommands(subparsers)
     return parser
 
 
@@ -23,11 +42,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``coldoc_tasks_cli``; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
+    handler = getattr(args, 'handler', None)
+    if handler is None:
         parser.print_usage(sys.stderr)
         print(f'{parser.prog}: error: a command is needed', file=sys.stderr)
         return 2
-    return args.handler(args)
+    return handler(args)
 
 
 if __name__ == '__main__':
