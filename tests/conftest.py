@@ -2,9 +2,10 @@
 
 ``backend`` runs a test once per backend.  A backend is described by a
 :class:`Backend`: ``make`` builds a fork object (picklable, so nested tasks
-can build their own), and flags say what the backend can do.  A later backend
-joins the contract suite by adding its name to ``BACKEND_NAMES`` and a
-fixture ``backend_<name>``.
+can build their own), and flags say what the backend can do.  A backend joins
+the contract suite from its own plugin module (``tests/fixtures_<backend>.py``)
+by listing its names in ``BACKENDS`` and providing a fixture
+``backend_<name>`` for each.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from collections.abc import Callable
 import pytest
 
 from coldoc_tasks.simple_tasks import NoFork, SimpleFork
+from tests import fixtures_celery, fixtures_coldoc
 from tests.helpers import Rendezvous
+
+pytest_plugins = ['tests.fixtures_coldoc', 'tests.fixtures_celery']
 
 IN_CI = os.environ.get('CI', '').lower() in ('1', 'true', 'yes')
 
@@ -43,7 +47,7 @@ def skip_or_fail(reason: str):
     pytest.skip(reason)
 
 
-BACKEND_NAMES = ['nofork', 'simple']
+BACKEND_NAMES = ['nofork', 'simple', *fixtures_coldoc.BACKENDS, *fixtures_celery.BACKENDS]
 
 
 @pytest.fixture
