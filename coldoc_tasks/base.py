@@ -16,8 +16,11 @@ subclass only implements the hooks ``_submit``, ``_collect`` and
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 import uuid
+import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -30,6 +33,39 @@ from .exceptions import (
 from .outcome import Outcome, call_capturing, describe_callable
 
 __all__ = ['ForkBase', 'new_task_id']
+
+
+class _SharedState:
+    """What every fork object of one task in this process shares."""
+
+    __slots__ = ('lock', 'outcome', '__weakref__')
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.outcome: Outcome | None = None
+
+
+_shared_states: weakref.WeakValueDictionary[tuple[str, str], _SharedState] = weakref.WeakValueDictionary()
+_shared_states_lock = threading.Lock()
+
+
+def _shared_state(fork_type: str, task_id: str) -> _SharedState:
+    key = (fork_type, task_id)
+    with _shared_states_lock:
+        state = _shared_states.get(key)
+        if state is None:
+            state = _shared_states[key] = _SharedState()
+        return state
+
+
+def _forget_shared_states_after_fork() -> None:
+    # A child's copies must not share locks (maybe held) with its parent's.
+    global _shared_states, _shared_states_lock
+    _shared_states = weakref.WeakValueDictionary()
+    _shared_states_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_shared_states_after_fork)
 
 
 def new_task_id() -> str:
@@ -86,6 +122,7 @@ class ForkBase:
         self.traceback: list[str] | None = None
         self._inline = False
         self._outcome: Outcome | None = None
+        self._shared: _SharedState | None = None
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
@@ -109,6 +146,7 @@ class ForkBase:
             self.cmd_name = describe_callable(cmd)
             if self.use_fork:
                 self.task_id = self._submit(cmd, args, kwargs)
+                self._shared_state()
             else:
                 self.task_id = new_task_id()
                 self._inline = True
@@ -131,10 +169,21 @@ class ForkBase:
             raise ColdocTasksUsageError('wait() was called before run()')
         outcome = self._outcome
         if outcome is None:
-            # Backends make _collect safe to call from several threads at once;
-            # the instance lock is not held while blocking, so that terminate()
-            # from another thread is never stuck behind a wait().
-            collected = self._collect(timeout)
+            # Copies of this fork object in this process (made by pickling)
+            # share one state, so the outcome is collected once for all of
+            # them.  The instance lock is not held while blocking, so that
+            # terminate() from another thread never waits behind a wait().
+            shared = self._shared_state()
+            deadline = None if timeout is None else time.monotonic() + timeout
+            if not shared.lock.acquire(timeout=-1 if timeout is None else timeout):
+                raise self._timeout_error(timeout)
+            try:
+                if shared.outcome is None:
+                    remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    shared.outcome = self._collect(remaining)
+                collected = shared.outcome
+            finally:
+                shared.lock.release()
             with self._lock:
                 if self._outcome is None:
                     self._set_outcome(collected)
@@ -188,11 +237,21 @@ class ForkBase:
             self.traceback = outcome.traceback
         self._outcome = outcome
 
+    def _shared_state(self) -> _SharedState:
+        # Held by the instance, so that the state lives as long as any copy.
+        shared = self._shared
+        if shared is None:
+            shared = self._shared = _shared_state(self.fork_type, self.task_id)
+        return shared
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         del state['_lock']
+        state['_shared'] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
+        if self.task_id is not None:
+            self._shared_state()

@@ -93,23 +93,29 @@ def _find_unpicklable(objects: tuple) -> Any:
 
 def dumps_outcome(outcome: Outcome) -> bytes:
     """Pickle ``outcome``; substitute a clear error for whatever cannot travel."""
+    return encode_outcome(outcome)[0]
+
+
+def encode_outcome(outcome: Outcome) -> tuple[bytes, bool]:
+    """Like :func:`dumps_outcome`, and say whether the outcome is a failure
+    (an exception, or a result that could not be pickled)."""
     if not outcome.failed:
         try:
-            return pickle.dumps(('ok', outcome.value), PICKLE_PROTOCOL)
+            return pickle.dumps(('ok', outcome.value), PICKLE_PROTOCOL), False
         except Exception as exc:
             error = ColdocTasksSerializationError(
                 f'the result of the task, of type {type_name(outcome.value)}, cannot be pickled: {exc}'
             )
             tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
-            return pickle.dumps(('err', error, tb), PICKLE_PROTOCOL)
+            return pickle.dumps(('err', error, tb), PICKLE_PROTOCOL), True
     exc = outcome.exception
     try:
         data = pickle.dumps(('err', exc, outcome.traceback), PICKLE_PROTOCOL)
         pickle.loads(data)  # an exception may pickle but fail to rebuild (e.g. required keyword arguments)
-        return data
+        return data, True
     except Exception:
         substitute = ColdocTasksRemoteError(type_name(exc), _safe_str(exc), ''.join(outcome.traceback or ()))
-        return pickle.dumps(('err', substitute, outcome.traceback), PICKLE_PROTOCOL)
+        return pickle.dumps(('err', substitute, outcome.traceback), PICKLE_PROTOCOL), True
 
 
 def loads_outcome(data: bytes) -> Outcome:

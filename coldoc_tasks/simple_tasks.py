@@ -35,9 +35,10 @@ from .exceptions import (
     ColdocTasksProcessLookupError,
     ColdocTasksUsageError,
 )
+from .forking import describe_wait_status, fork_task_process, signal_group
 from .outcome import Outcome, call_capturing, dumps_outcome, loads_outcome
 
-__all__ = ['SimpleFork', 'NoFork', 'fork_class', 'nofork_class', 'get_fork_class', 'describe_wait_status']
+__all__ = ['SimpleFork', 'NoFork', 'fork_class', 'nofork_class', 'get_fork_class']
 
 _HEADER = struct.Struct('!Q')
 _READ_CHUNK = 1 << 20
@@ -66,18 +67,6 @@ def _reset_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
-
-
-def describe_wait_status(status: int) -> str:
-    """Say in words how a process ended, from its ``waitpid`` status."""
-    if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(number).name
-        except ValueError:
-            name = f'signal {number}'
-        return f'was killed by {name}'
-    return f'exited with code {os.waitstatus_to_exitcode(status)}'
 
 
 def _reap_orphans() -> None:
@@ -188,7 +177,7 @@ class _Child:
                 return
             self.terminated = True
             pidfd = os.pidfd_open(self.pid) if hasattr(os, 'pidfd_open') else -1
-            _signal_group(self.pid, signal.SIGTERM)
+            signal_group(self.pid, signal.SIGTERM)
         try:
             if pidfd >= 0:
                 select.select([pidfd], [], [], grace)
@@ -199,25 +188,13 @@ class _Child:
                 os.close(pidfd)
         with self.signal_lock:
             if not self._state['reaped']:
-                _signal_group(self.pid, signal.SIGKILL)
-
-
-def _signal_group(pid: int, signum: int) -> None:
-    try:
-        os.killpg(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
+                signal_group(self.pid, signal.SIGKILL)
 
 
 def _child_main(write_fd: int, cmd: Callable, args: tuple, kwargs: dict) -> None:
     """Body of a forked child; never returns."""
     code = 0
     try:
-        os.setpgid(0, 0)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         data = dumps_outcome(call_capturing(cmd, args, kwargs))
         view = memoryview(_HEADER.pack(len(data)) + data)
         while view:
@@ -254,7 +231,7 @@ class SimpleFork(ForkBase):
         with _fork_lock:
             read_fd, write_fd = os.pipe()
             try:
-                pid = os.fork()
+                pid = fork_task_process()
             except BaseException:
                 os.close(read_fd)
                 os.close(write_fd)
@@ -263,10 +240,6 @@ class SimpleFork(ForkBase):
                 os.close(read_fd)
                 _child_main(write_fd, cmd, args, kwargs)
             os.close(write_fd)
-            try:
-                os.setpgid(pid, pid)  # also done by the child; whichever runs first wins the race with terminate()
-            except OSError:
-                pass
         os.set_blocking(read_fd, False)
         self._owner_pid = os.getpid()
         self._child_ref = _children[task_id] = _Child(task_id, pid, read_fd)

@@ -16,9 +16,11 @@ from collections.abc import Callable
 
 import pytest
 
-from coldoc_tasks.simple_tasks import NoFork, SimpleFork
-from tests import fixtures_celery, fixtures_coldoc
-from tests.helpers import Rendezvous
+pytest.register_assert_rewrite('tests.fixtures_coldoc', 'tests.fixtures_celery')
+
+from coldoc_tasks.simple_tasks import NoFork, SimpleFork  # noqa: E402 - after the rewrite hook
+from tests import fixtures_celery, fixtures_coldoc  # noqa: E402
+from tests.helpers import Rendezvous  # noqa: E402
 
 pytest_plugins = ['tests.fixtures_coldoc', 'tests.fixtures_celery']
 

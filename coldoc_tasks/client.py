@@ -1,0 +1,216 @@
+"""The client side of the coldoc task server protocol.
+
+A process keeps one authenticated connection per server and shares it among
+its threads: requests carry an id, and a reader thread hands each reply to
+the thread waiting for it.  So the per-task path makes no ``connect`` and no
+handshake.  After ``fork()`` a child never touches its parent's connections:
+they are forgotten (and their descriptors closed) in the child, which makes
+its own when it needs one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+from .exceptions import (
+    ColdocTasksConnectionError,
+    ColdocTasksException,
+    ColdocTasksProtocolError,
+    ColdocTasksTimeoutError,
+)
+from .server.protocol import FrameReader, client_handshake, decode_header, encode_message, sendall_pieces
+
+logger = logging.getLogger(__name__)
+
+#: Seconds allowed to connect and authenticate.
+CONNECT_TIMEOUT = 5.0
+#: How many results that arrived after their wait() gave up are kept per connection.
+LATE_RESULTS_KEPT = 10_000
+
+
+class ServerGoneError(ColdocTasksConnectionError):
+    """The connection to the task server broke (the server stopped or died)."""
+
+
+class _Reply:
+    """A slot for the reply to one request."""
+
+    __slots__ = ('event', 'message', 'body')
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.message: tuple | None = None
+        self.body = b''
+
+
+class ServerConnection:
+    """One authenticated connection to a task server, shared by every thread
+    of this process."""
+
+    def __init__(self, address: str, authkey: bytes, connect_timeout: float = CONNECT_TIMEOUT):
+        self.address = address
+        self.pid = os.getpid()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(connect_timeout)
+        try:
+            sock.connect(address)
+            reader = FrameReader(max_body=0)
+            client_handshake(sock, authkey, reader)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            sock.close()
+            raise ColdocTasksConnectionError(f'no task server listens on {address}: {exc.strerror}') from None
+        except TimeoutError:
+            sock.close()
+            raise ColdocTasksConnectionError(f'the task server on {address} did not answer within '
+                                             f'{connect_timeout} s') from None
+        except OSError as exc:
+            sock.close()
+            raise ColdocTasksConnectionError(f'cannot connect to the task server on {address}: {exc}') from None
+        except ColdocTasksException:
+            sock.close()
+            raise
+        sock.settimeout(None)
+        self.sock = sock
+        self._reader = FrameReader(max_body=2**32 - 1)
+        self._send_lock = threading.Lock()
+        self._pending: dict[int, _Reply] = {}
+        self._rids = itertools.count(1)
+        self.broken: ColdocTasksConnectionError | None = None
+        #: task id -> (message, body) of results whose wait() had given up
+        self.late_results: dict[str, tuple[tuple, bytes]] = {}
+        self._thread = threading.Thread(target=self._read_loop, name=f'coldoc-tasks-client {address}', daemon=True)
+        self._thread.start()
+        info = self.request(('ping',), timeout=connect_timeout)[0][2]
+        self.server_pid: int = info['pid']
+        self.max_message_size: int = info['max_message_size']
+
+    def send(self, message: tuple, body: bytes = b'') -> None:
+        """Send a message that gets no reply."""
+        self._send(encode_message(message, body))
+
+    def _send(self, pieces: list) -> None:
+        if self.broken is not None:
+            raise self.broken
+        try:
+            with self._send_lock:
+                sendall_pieces(self.sock, pieces)
+        except OSError as exc:
+            self._break(ServerGoneError(f'the connection to the task server on {self.address} broke: {exc}'))
+            raise self.broken from None
+
+    def request(self, message: tuple, body: bytes = b'', timeout: float | None = None,
+                on_timeout: tuple | None = None) -> tuple[tuple, bytes]:
+        """Send ``(kind, rid, *rest)`` for ``message = (kind, *rest)`` and
+        return the reply; raise :class:`ColdocTasksTimeoutError` after
+        ``timeout`` (first sending ``on_timeout + (rid,)`` if given)."""
+        rid = next(self._rids)
+        reply = _Reply()
+        self._pending[rid] = reply
+        try:
+            self._send(encode_message((message[0], rid, *message[1:]), body))
+        except BaseException:
+            self._pending.pop(rid, None)
+            raise
+        if not reply.event.wait(timeout):
+            if self._pending.pop(rid, None) is not None:
+                if on_timeout is not None:
+                    with contextlib.suppress(ColdocTasksConnectionError):
+                        self.send((*on_timeout, rid))
+                raise ColdocTasksTimeoutError(f'no reply from the task server within {timeout} s')
+            reply.event.wait()  # the reply arrived just now
+        if reply.message is None:
+            raise self.broken
+        if reply.message[0] == 'error':
+            raise reply.message[2]
+        return reply.message, reply.body
+
+    def _read_loop(self) -> None:
+        sock = self.sock
+        try:
+            while True:
+                data = sock.recv(1 << 18)
+                if not data:
+                    raise ServerGoneError(f'the task server on {self.address} closed the connection')
+                for header, body in self._reader.feed(data):
+                    message = decode_header(header)
+                    reply = self._pending.pop(message[1], None)
+                    if reply is not None:
+                        reply.message, reply.body = message, body
+                        reply.event.set()
+                    elif message[0] in ('result', 'lost'):
+                        self._keep_late(message, body)
+                    elif message[0] == 'error' and message[1] == 0:
+                        raise ServerGoneError(str(message[2]))
+        except ColdocTasksConnectionError as exc:
+            self._break(exc)
+        except (OSError, ColdocTasksProtocolError) as exc:
+            self._break(ServerGoneError(f'the connection to the task server on {self.address} broke: {exc}'))
+
+    def _keep_late(self, message: tuple, body: bytes) -> None:
+        late = self.late_results
+        late[message[2]] = (message, body)
+        if len(late) > LATE_RESULTS_KEPT:
+            del late[next(iter(late))]
+
+    def _break(self, error: ColdocTasksConnectionError) -> None:
+        if self.broken is None:
+            self.broken = error
+            logger.debug('connection to %s broken: %s', self.address, error)
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        for rid in list(self._pending):
+            reply = self._pending.pop(rid, None)
+            if reply is not None:
+                reply.event.set()
+
+    def close(self) -> None:
+        self._break(ServerGoneError('the connection was closed by this process'))
+        self.sock.close()
+
+
+_connections: dict[tuple[str, bytes], ServerConnection] = {}
+_connections_lock = threading.Lock()
+
+
+def get_connection(address: str, authkey: bytes) -> ServerConnection:
+    """This process's connection to the server at ``address``, made (or
+    remade, if it broke) on first use."""
+    key = (address, authkey)
+    connection = _connections.get(key)
+    if connection is not None and connection.broken is None:
+        return connection
+    with _connections_lock:
+        connection = _connections.get(key)
+        if connection is None or connection.broken is not None:
+            if connection is not None:
+                connection.close()
+            connection = _connections[key] = ServerConnection(address, authkey)
+        return connection
+
+
+def _forget_connections_after_fork() -> None:
+    global _connections_lock
+    _connections_lock = threading.Lock()
+    for connection in _connections.values():
+        with contextlib.suppress(OSError):
+            connection.sock.close()  # the child's copy only; the parent's stays open
+    _connections.clear()
+
+
+os.register_at_fork(after_in_child=_forget_connections_after_fork)
+
+
+def control_request(address: str, authkey: bytes, message: tuple, timeout: float) -> Any:
+    """One request on a connection of its own, for control commands (ping,
+    status, stop) that must not depend on a shared connection's state."""
+    connection = ServerConnection(address, authkey, connect_timeout=timeout)
+    try:
+        return connection.request(message, timeout=timeout)[0]
+    finally:
+        connection.close()

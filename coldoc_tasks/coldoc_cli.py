@@ -1,0 +1,248 @@
+"""``coldoc_tasks_cli coldoc ...``: control a coldoc task server.
+
+Also runnable as ``python -m coldoc_tasks.coldoc_cli COMMAND ...``, which is
+how a background server is started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from .exceptions import ColdocTasksException
+from .server.workers import DEFAULT_QUEUE, MODES, QueueConfig
+
+
+def _add_server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('infofile', help='the file where clients find the server')
+    parser.add_argument('socket', nargs='?', help='the socket path (default: the previous one, else a fresh one '
+                        'in a private temporary directory)')
+    parser.add_argument('authkey', nargs='?', help='the authentication key (default: the previous one, else a '
+                        'random one); note that a command line is visible to other users')
+    parser.add_argument('--logfile', help='log to this file (rotating) instead of stderr')
+    parser.add_argument('--concurrency', type=int, help='tasks run at once on the default queue (default: CPUs)')
+    parser.add_argument('--mode', choices=MODES, help='default queue: reuse workers, or a fresh process per task')
+    parser.add_argument('--max-tasks-per-worker', type=int, help='default queue: recycle a worker after N tasks')
+    parser.add_argument('--queue', action='append', default=[], metavar='NAME[:CONCURRENCY[:MODE[:MAX_TASKS]]]',
+                        help='configure a named queue (repeatable), e.g. pdf:1:fresh')
+    parser.add_argument('--result-retention', type=float, default=3600.0,
+                        help='seconds an uncollected result is kept (default 3600)')
+    parser.add_argument('--terminate-grace', type=float, default=2.0,
+                        help='seconds between SIGTERM and SIGKILL when a task is terminated (default 2)')
+    parser.add_argument('--stop-grace', type=float, default=10.0,
+                        help='seconds running tasks get to finish when the server stops (default 10)')
+    parser.add_argument('--handshake-timeout', type=float, default=5.0,
+                        help='seconds a new connection has to authenticate (default 5)')
+    parser.add_argument('--max-message-size', type=int,
+                        help='largest call or result in bytes (default 512 MiB)')
+    parser.add_argument('--verbose', '-v', action='store_true', help='log every task')
+
+
+def _queues(args: argparse.Namespace) -> list[QueueConfig]:
+    queues = [QueueConfig.parse(spec) for spec in args.queue]
+    if args.concurrency is not None or args.mode or args.max_tasks_per_worker is not None:
+        default = next((q for q in queues if q.name == DEFAULT_QUEUE), None) or QueueConfig()
+        queues = [q for q in queues if q.name != DEFAULT_QUEUE]
+        queues.append(QueueConfig(DEFAULT_QUEUE, args.concurrency or default.concurrency,
+                                  args.mode or default.mode, args.max_tasks_per_worker or default.max_tasks_per_worker))
+    return queues
+
+
+def _server_options(args: argparse.Namespace) -> dict:
+    options = {'result_retention': args.result_retention, 'terminate_grace': args.terminate_grace,
+               'stop_grace': args.stop_grace, 'handshake_timeout': args.handshake_timeout}
+    if args.max_message_size:
+        options['max_message_size'] = args.max_message_size
+    return options
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    import logging
+
+    from .daemon import AUTHKEY_ENV, READY
+    from .server.main import ColdocTasksServerRunningError, run_server, setup_logging
+
+    queues = _queues(args)
+    authkey = args.authkey
+    if authkey is None and os.environ.get(AUTHKEY_ENV):
+        authkey = bytes.fromhex(os.environ.pop(AUTHKEY_ENV))
+    if args.detach and os.fork():
+        os._exit(0)  # the caller reaps this parent at once; the server is re-parented to init
+
+    def on_ready(info: dict) -> None:
+        if args.ready_fd is not None:
+            os.write(args.ready_fd, READY)
+            os.close(args.ready_fd)
+        if args.detach:  # nobody reads our output any more
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.close(devnull)
+        else:
+            print(f'coldoc task server (pid {info["pid"]}) serving on {info["socket"]}', flush=True)
+
+    setup_logging(args.logfile, logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        run_server(args.infofile, args.socket, authkey, queues=queues, logfile=args.logfile,
+                   on_ready=on_ready, **_server_options(args))
+    except ColdocTasksServerRunningError as exc:
+        print(f'coldoc_tasks_cli: {exc}', file=sys.stderr)
+        return 1
+    except (ColdocTasksException, OSError, ValueError) as exc:
+        print(f'coldoc_tasks_cli: cannot start the server: {exc}', file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from .daemon import ColdocTasksStartError, tasks_daemon_start
+
+    try:
+        pid = tasks_daemon_start(args.infofile, args.socket, args.authkey, logfile=args.logfile,
+                                 queues=_queues(args), timeout=args.timeout, **_server_options(args))
+    except ColdocTasksStartError as exc:
+        print(f'coldoc_tasks_cli: {exc}', file=sys.stderr)
+        return 1
+    print(f'coldoc task server started (pid {pid})')
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from .coldoc_tasks import shutdown
+
+    if not shutdown(args.infofile, grace=args.grace, timeout=args.timeout):
+        print(f'coldoc_tasks_cli: no task server answers for {args.infofile}', file=sys.stderr)
+        return 1
+    print('coldoc task server stopped')
+    return 0
+
+
+def cmd_ping(args: argparse.Namespace) -> int:
+    from .coldoc_tasks import ping
+
+    try:
+        answer = ping(args.infofile, timeout=args.timeout, raise_errors=True)
+    except ColdocTasksException as exc:
+        print(f'no answer: {exc}', file=sys.stderr)
+        return 1
+    print(f'pong from pid {answer["pid"]}, version {answer["version"]}')
+    return 0
+
+
+def cmd_pid(args: argparse.Namespace) -> int:
+    from .coldoc_tasks import server_pid
+
+    pid = server_pid(args.infofile)
+    if pid is None:
+        print(f'coldoc_tasks_cli: no task server runs for {args.infofile}', file=sys.stderr)
+        return 1
+    print(pid)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .coldoc_tasks import status
+
+    try:
+        info = status(args.infofile, timeout=args.timeout)
+    except ColdocTasksException as exc:
+        print(f'coldoc_tasks_cli: no answer: {exc}', file=sys.stderr)
+        return 1
+    if args.json:
+        json.dump(info, sys.stdout, indent=1, sort_keys=True)
+        print()
+    else:
+        print(format_status(info))
+    return 0
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return '-'
+    return datetime.datetime.fromtimestamp(timestamp).strftime('%Y-%m-%d %H:%M:%S')
+
+
+def format_status(info: dict) -> str:
+    """A readable table of a server's status."""
+    lines = [f'coldoc task server pid {info["pid"]}, version {info["version"]}, up {info["uptime"]:.0f} s '
+             f'since {_when(info["started"])}{" (stopping)" if info["stopping"] else ""}',
+             f'socket {info["socket"]}; {info["clients"]} client connection(s), {info["workers"]} worker(s)', '',
+             f'{"queue":<16} {"limit":>5} {"mode":<6} {"running":>7} {"queued":>7} {"lent":>5}']
+    for q in info['queues']:
+        lines.append(f'{q["name"]:<16} {q["concurrency"]:>5} {q["mode"]:<6} {q["running"]:>7} {q["queued"]:>7} '
+                     f'{q["lent_slots"]:>5}')
+    lines += ['', f'{"task":<32} {"function":<30} {"state":<9} {"queue":<10} {"started":<19} {"runtime":>8} '
+              f'{"pid":>7}']
+    for t in info['tasks']:
+        runtime = '-' if t['runtime'] is None else f'{t["runtime"]:.1f}s'
+        lines.append(f'{t["id"]:<32} {t["function"][-30:]:<30} {t["state"]:<9} {t["queue"]:<10} '
+                     f'{_when(t["started"]):<19} {runtime:>8} {t["worker_pid"] or "-":>7}')
+    if info['tasks_queued'] > sum(1 for t in info['tasks'] if t['state'] == 'queued'):
+        lines.append(f'... {info["tasks_queued"]} queued in all')
+    counters = info['counters']
+    lines += ['', 'counters: ' + ', '.join(f'{name} {counters[name]}' for name in sorted(counters)),
+              f'results held: {info["results_held"]}']
+    return '\n'.join(lines)
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from .coldoc_tasks import bind_fork_class, ping
+    from .selfcheck import run_checks
+
+    if ping(args.infofile, timeout=args.timeout) is None:
+        print(f'coldoc_tasks_cli: no task server answers for {args.infofile}', file=sys.stderr)
+        return 1
+    started = time.monotonic()
+    failures = run_checks(bind_fork_class(os.path.abspath(args.infofile)))
+    print(f'self-check finished in {time.monotonic() - started:.2f} s')
+    return min(failures, 125)
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``coldoc`` and its commands to ``coldoc_tasks_cli``."""
+    coldoc = subparsers.add_parser('coldoc', help='control a coldoc task server',
+                                   description='Control a coldoc task server.')
+    _add_commands(coldoc)
+
+
+def _add_commands(parser: argparse.ArgumentParser) -> None:
+    commands = parser.add_subparsers(dest='coldoc_command', metavar='COMMAND', required=True)
+    start = commands.add_parser('start', help='run a server in the foreground')
+    _add_server_options(start)
+    start.add_argument('--detach', action='store_true', help=argparse.SUPPRESS)
+    start.add_argument('--ready-fd', type=int, help=argparse.SUPPRESS)
+    start.set_defaults(handler=cmd_start)
+    daemon = commands.add_parser('daemon', help='start a server in the background, return once it serves')
+    _add_server_options(daemon)
+    daemon.add_argument('--timeout', type=float, default=30.0, help='seconds to wait for it (default 30)')
+    daemon.set_defaults(handler=cmd_daemon)
+    for name, handler, text in [('stop', cmd_stop, 'stop the server'),
+                                ('status', cmd_status, "show the server's state"),
+                                ('ping', cmd_ping, 'check that the server answers'),
+                                ('pid', cmd_pid, "print the server's pid"),
+                                ('test', cmd_test, 'run a self-check against the live server')]:
+        command = commands.add_parser(name, help=text)
+        command.add_argument('infofile')
+        command.add_argument('--timeout', type=float, default=60.0 if name == 'stop' else 5.0,
+                             help='seconds to wait for an answer')
+        command.set_defaults(handler=handler)
+    commands.choices['stop'].add_argument('--grace', type=float,
+                                          help="seconds running tasks get to finish (default: the server's)")
+    commands.choices['status'].add_argument('--json', action='store_true', help='machine-readable output')
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='python -m coldoc_tasks.coldoc_cli',
+                                     description='Control a coldoc task server.')
+    _add_commands(parser)
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""The ``coldoc`` backend: tasks run by the local coldoc task server.
+
+Clients find the server through its *infofile* (or an address and authkey)::
+
+    from coldoc_tasks.coldoc_tasks import fork_class, tasks_daemon_autostart
+    tasks_daemon_autostart('/var/lib/portal/tasks.info')
+    f = fork_class(infofile='/var/lib/portal/tasks.info')
+    f.run(cmd, *args)
+    f.wait()
+
+The functions here control a server: :func:`ping`, :func:`status`,
+:func:`shutdown`, :func:`server_pid`, :func:`get_infofile`,
+:func:`tasks_server_start` (in this process), :func:`tasks_daemon_start`
+(in the background) and :func:`tasks_daemon_autostart`.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import functools
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from .base import ForkBase, new_task_id
+from .client import ServerConnection, control_request, get_connection
+from .daemon import tasks_daemon_autostart, tasks_daemon_start
+from .exceptions import (
+    ColdocTasksBackendUnavailableError,
+    ColdocTasksConnectionError,
+    ColdocTasksProcessLookupError,
+    ColdocTasksSerializationError,
+    ColdocTasksTimeoutError,
+    ColdocTasksUsageError,
+)
+from .outcome import Outcome, dumps_call, loads_outcome
+from .server import worker_process
+from .server.infofile import InfofileError, PathLike, lock_holder, read_infofile
+from .server.main import ColdocTasksServerRunningError, run_server
+from .server.workers import DEFAULT_QUEUE, QueueConfig
+
+__all__ = [
+    'ColdocFork', 'fork_class', 'get_fork_class', 'ping', 'status', 'shutdown', 'server_pid', 'get_infofile',
+    'tasks_server_start', 'tasks_daemon_start', 'tasks_daemon_autostart', 'QueueConfig',
+    'ColdocTasksServerRunningError',
+]
+
+logger = logging.getLogger(__name__)
+
+get_infofile = read_infofile
+
+# infofile path -> (socket path, authkey) as last read in this process
+_infofile_addresses: dict[str, tuple[str, bytes]] = {}
+
+
+def _server_address(infofile: PathLike | None, address: str | None, authkey: bytes | str | None
+                    ) -> tuple[str, bytes]:
+    if address is not None:
+        if authkey is None:
+            raise ColdocTasksUsageError('an address needs its authkey')
+        return os.fspath(address), authkey.encode('utf-8') if isinstance(authkey, str) else bytes(authkey)
+    if infofile is None:
+        raise ColdocTasksUsageError('the coldoc backend needs an infofile, or an address and an authkey')
+    info = read_infofile(infofile)
+    return info['socket'], info['authkey']
+
+
+class ColdocFork(ForkBase):
+    """Run each task on a worker of a coldoc task server.
+
+    The full contract of :class:`~coldoc_tasks.base.ForkBase`.  Give the
+    server's ``infofile``, or its ``address`` (socket path) and ``authkey``.
+    ``queue`` names the server queue (``None`` or ``True``: the default
+    queue).  A pickled fork object can ``wait`` from any process of the
+    machine; it carries the infofile path, or the address and the key.
+    """
+
+    fork_type = 'coldoc'
+    #: the infofile used when none is given (set on classes made by :func:`get_fork_class`)
+    default_infofile: str | None = None
+
+    def __init__(self, use_fork: bool = True, timeout: float | None = None, queue: str | bool | None = None, *,
+                 infofile: PathLike | None = None, address: str | None = None, authkey: bytes | str | None = None):
+        if queue is None or queue is True:
+            queue = DEFAULT_QUEUE
+        elif not isinstance(queue, str) or not queue:
+            raise ColdocTasksUsageError(f'queue must be a queue name, None or True, not {queue!r}')
+        super().__init__(use_fork=use_fork, timeout=timeout, queue=queue)
+        if infofile is None and address is None:
+            infofile = self.default_infofile
+        self.infofile = None if infofile is None else os.fspath(infofile)
+        self._address = address
+        self._authkey = authkey
+        if use_fork and (self.infofile is None or self.infofile not in _infofile_addresses):
+            address = _server_address(self.infofile, address, authkey)  # fail now on a missing infofile or key
+            if self.infofile is not None:
+                _infofile_addresses[self.infofile] = address
+
+    def _connection(self) -> ServerConnection:
+        if self.infofile is None:
+            return get_connection(*_server_address(None, self._address, self._authkey))
+        # The infofile is read once per process, not per task; it is read
+        # again only when its server cannot be reached (it may have restarted).
+        address = _infofile_addresses.get(self.infofile)
+        if address is not None:
+            try:
+                return get_connection(*address)
+            except ColdocTasksConnectionError:
+                pass
+        address = _infofile_addresses[self.infofile] = _server_address(self.infofile, None, None)
+        return get_connection(*address)
+
+    def _submit(self, cmd: Callable, args: tuple, kwargs: dict) -> str:
+        call = dumps_call(cmd, args, kwargs)
+        connection = self._connection()
+        if len(call) > connection.max_message_size:
+            raise ColdocTasksSerializationError(
+                f'the call of {self.cmd_name} pickles to {len(call)} bytes, over the server limit of '
+                f'{connection.max_message_size}')
+        task_id = new_task_id()
+        connection.send(('submit', task_id, self.queue, self.cmd_name, worker_process.CURRENT_TASK_ID), call)
+        return task_id
+
+    def _collect(self, timeout: float | None) -> Outcome:
+        try:
+            connection = self._connection()
+        except (ColdocTasksConnectionError, InfofileError) as exc:
+            return Outcome(exception=ColdocTasksProcessLookupError(
+                f'task {self.task_id}: the task server is gone ({exc})'))
+        late = connection.late_results.pop(self.task_id, None)
+        try:
+            if late is not None:
+                message, body = late
+            else:
+                message, body = connection.request(('wait', self.task_id, worker_process.CURRENT_TASK_ID),
+                                                   timeout=timeout, on_timeout=('unwait',))
+        except ColdocTasksTimeoutError:
+            raise self._timeout_error(timeout) from None
+        except ColdocTasksConnectionError as exc:
+            return Outcome(exception=ColdocTasksProcessLookupError(
+                f'task {self.task_id}: the task server went away while waiting ({exc})'))
+        if message[0] == 'result':
+            return loads_outcome(body)
+        return Outcome(exception=ColdocTasksProcessLookupError(message[3]))
+
+    def _terminate(self) -> None:
+        self._connection().request(('terminate', self.task_id), timeout=30)
+
+    def __getstate__(self) -> dict:
+        if self.task_id is not None and self._outcome is None and not self._inline:
+            # Make sure the server has the task before any other process can
+            # ask for it: a reply to a ping comes after our submit was handled.
+            self._connection().request(('ping',), timeout=30)
+        return super().__getstate__()
+
+    def __reduce__(self):
+        # Classes made by get_fork_class are not importable: rebuild as ColdocFork.
+        return (_rebuild, (self.__getstate__(),))
+
+
+def _rebuild(state: dict) -> ColdocFork:
+    fork = ColdocFork.__new__(ColdocFork)
+    fork.__setstate__(state)
+    return fork
+
+
+fork_class = ColdocFork
+
+
+class _BoundForkClass(type):
+    """Metaclass of the classes :func:`get_fork_class` returns, so that they
+    can be pickled (for nested tasks) as a call that makes them again."""
+
+
+def _reduce_bound_class(cls: type) -> tuple:
+    return bind_fork_class, (cls.default_infofile,)
+
+
+copyreg.pickle(_BoundForkClass, _reduce_bound_class)
+
+
+@functools.lru_cache(maxsize=64)
+def bind_fork_class(infofile: str) -> type[ColdocFork]:
+    """A :class:`ColdocFork` subclass whose instances use ``infofile``."""
+    return _BoundForkClass('ColdocFork', (ColdocFork,), {
+        'default_infofile': infofile, '__module__': __name__, '__qualname__': 'ColdocFork',
+        '__doc__': f'ColdocFork bound to the task server of {infofile}.'})
+
+
+def get_fork_class(infofile: PathLike | None = None, celeryconfig: object = None,
+                   timeout: float = 1.0) -> type[ColdocFork]:
+    """The ``coldoc`` fork class bound to ``infofile``, if its server answers
+    now; else raise :class:`ColdocTasksBackendUnavailableError` saying why."""
+    if infofile is None:
+        raise ColdocTasksBackendUnavailableError('no infofile given')
+    infofile = os.path.abspath(os.fspath(infofile))
+    try:
+        ping(infofile, timeout=timeout, raise_errors=True)
+    except (InfofileError, ColdocTasksConnectionError, ColdocTasksTimeoutError) as exc:
+        raise ColdocTasksBackendUnavailableError(str(exc)) from None
+    return bind_fork_class(infofile)
+
+
+# -- control -----------------------------------------------------------------------
+
+
+def _control(infofile: PathLike, message: tuple, timeout: float) -> Any:
+    info = read_infofile(infofile)
+    return control_request(info['socket'], info['authkey'], message, timeout)
+
+
+def ping(infofile: PathLike, timeout: float = 2.0, raise_errors: bool = False) -> dict | None:
+    """Ask the server of ``infofile`` if it is alive: its ``pid``, ``version``
+    and ``protocol``, or ``None`` if it does not answer (with
+    ``raise_errors``, the error saying why)."""
+    try:
+        return _control(infofile, ('ping',), timeout)[2]
+    except (InfofileError, ColdocTasksConnectionError, ColdocTasksTimeoutError):
+        if raise_errors:
+            raise
+        return None
+
+
+def status(infofile: PathLike, timeout: float = 5.0) -> dict:
+    """The server's status: pid, version, uptime, queues, live tasks, counters."""
+    return _control(infofile, ('status',), timeout)[2]
+
+
+def server_pid(infofile: PathLike) -> int | None:
+    """The pid of the live server of ``infofile``, or ``None``."""
+    return lock_holder(infofile)
+
+
+def shutdown(infofile: PathLike, grace: float | None = None, timeout: float = 60.0) -> bool:
+    """Stop the server of ``infofile``: running tasks get ``grace`` seconds
+    (default: the server's) to finish.  Wait until it has exited; return
+    False if no server was running."""
+    try:
+        info = read_infofile(infofile)
+        connection = ServerConnection(info['socket'], info['authkey'])
+    except (InfofileError, ColdocTasksConnectionError):
+        return False
+    try:
+        connection.request(('shutdown', grace), timeout=timeout)
+        pid = connection.server_pid
+    finally:
+        connection.close()
+    _wait_exit(pid, timeout)
+    return True
+
+
+def _wait_exit(pid: int, timeout: float) -> None:
+    import select
+
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        if not select.select([pidfd], [], [], timeout)[0]:
+            raise ColdocTasksTimeoutError(f'the task server (pid {pid}) did not exit within {timeout} s')
+    finally:
+        os.close(pidfd)
+
+
+def tasks_server_start(infofile: PathLike, socket_path: PathLike | None = None,
+                       authkey: bytes | str | None = None, **options: Any) -> None:
+    """Run a server for ``infofile`` in this process until it stops (see
+    :func:`coldoc_tasks.server.main.run_server` for the options)."""
+    run_server(infofile, socket_path, authkey, **options)

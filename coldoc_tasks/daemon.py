@@ -1,0 +1,142 @@
+"""Starting a coldoc task server in the background.
+
+:func:`tasks_daemon_start` runs ``python -m coldoc_tasks.coldoc_cli start
+--detach --ready-fd N``: the new process detaches (a new session, re-parented
+to init, so no caller is left with a zombie), binds its socket, writes the
+infofile and then writes ``ready`` on the pipe ``N``.  The caller blocks on
+that pipe, never polls, and reports the server's own error output if the pipe
+closes without ``ready``.
+
+:func:`tasks_daemon_autostart` starts a server only if none answers; the
+infofile's start lock makes it race-free when many processes call it at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+
+from .exceptions import ColdocTasksException
+from .server.infofile import PathLike, read_infofile, start_lock
+from .server.main import IN_SERVER_ENV
+from .server.workers import QueueConfig
+
+logger = logging.getLogger(__name__)
+
+#: Environment variable through which the key reaches a daemon (never its command line).
+AUTHKEY_ENV = 'COLDOC_TASKS_AUTHKEY_HEX'
+READY = b'ready\n'
+
+
+class ColdocTasksStartError(ColdocTasksException):
+    """A task server could not be started; the message holds its own output."""
+
+
+def server_command(infofile: PathLike, socket_path: PathLike | None = None, *, logfile: PathLike | None = None,
+                   queues: Iterable[QueueConfig | str] = (), options: dict | None = None) -> list[str]:
+    """The command line that runs a server in the foreground."""
+    command = [sys.executable, '-m', 'coldoc_tasks.coldoc_cli', 'start', os.fspath(infofile)]
+    if socket_path:
+        command.append(os.fspath(socket_path))
+    if logfile:
+        command += ['--logfile', os.fspath(logfile)]
+    for queue in queues:
+        if isinstance(queue, QueueConfig):
+            queue = f'{queue.name}:{queue.concurrency}:{queue.mode}:{queue.max_tasks_per_worker or ""}'
+        command += ['--queue', queue]
+    for name, value in (options or {}).items():
+        command += [f'--{name.replace("_", "-")}', str(value)]
+    return command
+
+
+def tasks_daemon_start(infofile: PathLike, socket_path: PathLike | None = None, authkey: bytes | str | None = None,
+                       *, logfile: PathLike | None = None, queues: Iterable[QueueConfig | str] = (),
+                       pythonpath: Iterable[PathLike] | PathLike | None = None, env: dict | None = None,
+                       timeout: float = 30.0, **options) -> int:
+    """Start a server for ``infofile`` in the background and return its pid
+    once it serves; raise :class:`ColdocTasksStartError` with its output if
+    it cannot start (for example because one is already running).
+
+    ``options`` are the keyword options of :func:`run_server`
+    (``result_retention``, ``terminate_grace``, ``stop_grace``, ...).
+    ``pythonpath`` is put in front of the server's ``PYTHONPATH``, so that
+    it can import the code of the tasks.
+    """
+    environment = dict(os.environ if env is None else env)
+    environment.pop(IN_SERVER_ENV, None)
+    if authkey is not None:
+        environment[AUTHKEY_ENV] = (authkey.encode('utf-8') if isinstance(authkey, str) else authkey).hex()
+    if pythonpath:
+        paths = [pythonpath] if isinstance(pythonpath, (str, os.PathLike)) else list(pythonpath)
+        existing = environment.get('PYTHONPATH')
+        environment['PYTHONPATH'] = os.pathsep.join([*map(os.fspath, paths), *([existing] if existing else [])])
+    ready_r, ready_w = os.pipe()
+    command = server_command(infofile, socket_path, logfile=logfile, queues=queues, options=options)
+    command += ['--detach', '--ready-fd', str(ready_w)]
+    try:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, pass_fds=(ready_w,), env=environment,
+                                   start_new_session=True)
+    finally:
+        os.close(ready_w)
+    try:
+        ready, output = _wait_ready(ready_r, process, timeout)
+    finally:
+        os.close(ready_r)
+    if not ready:
+        detail = output.decode('utf-8', 'replace').strip() or 'no output'
+        if logfile and os.path.exists(logfile):
+            with open(logfile, encoding='utf-8', errors='replace') as stream:
+                detail += '\nlast lines of the log:\n' + ''.join(stream.readlines()[-20:])
+        raise ColdocTasksStartError(f'the task server for {os.fspath(infofile)} did not start: {detail}')
+    pid = read_infofile(infofile)['pid']
+    logger.info('task server for %s started (pid %d)', os.fspath(infofile), pid)
+    return pid
+
+
+def _wait_ready(ready_fd: int, process: subprocess.Popen, timeout: float) -> tuple[bool, bytes]:
+    """Read the ready pipe and the starting server's stderr until ``ready``
+    arrives, or both pipes end (it failed), or the timeout passes."""
+    deadline = time.monotonic() + timeout
+    stderr = process.stderr
+    received = {ready_fd: b'', stderr.fileno(): b''}
+    open_fds = set(received)
+    try:
+        while open_fds and not received[ready_fd].startswith(READY):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False, received[stderr.fileno()] + b'\n(timed out waiting for the server to be ready)'
+            for fd in select.select(list(open_fds), [], [], remaining)[0]:
+                chunk = os.read(fd, 65536)
+                if chunk:
+                    received[fd] += chunk
+                else:
+                    open_fds.discard(fd)
+        return received[ready_fd].startswith(READY), received[stderr.fileno()]
+    finally:
+        stderr.close()
+        process.wait(timeout=max(1.0, deadline - time.monotonic()))  # the detaching parent exits at once
+
+
+def tasks_daemon_autostart(infofile: PathLike, socket_path: PathLike | None = None,
+                           authkey: bytes | str | None = None, **kwargs) -> int:
+    """Make sure a server serves ``infofile``: start one in the background
+    unless one answers.  Return its pid.  Safe when many processes call it
+    at once: exactly one server results."""
+    from .coldoc_tasks import ping
+
+    answer = ping(infofile)
+    if answer is not None:
+        return answer['pid']
+    if os.environ.get(IN_SERVER_ENV):
+        raise ColdocTasksStartError('a task server does not autostart another one from its own process or workers')
+    with start_lock(infofile):
+        answer = ping(infofile)
+        if answer is not None:
+            return answer['pid']
+        return tasks_daemon_start(infofile, socket_path, authkey, **kwargs)

@@ -1,0 +1,103 @@
+"""The life of a worker process, forked from the server.
+
+A worker reads ``('run', task_id)`` frames carrying a pickled call from its
+socket, runs the call, and answers ``('done', task_id, failed)`` with the pickled
+outcome; ``('exit',)`` or the end of its socket end it.  A worker in *fresh*
+mode runs one task and exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Iterable
+
+from ..exceptions import ColdocTasksSerializationError
+from ..outcome import Outcome, call_capturing, encode_outcome, loads_call
+from .protocol import FrameReader, decode_header, encode_message, sendall_pieces
+
+logger = logging.getLogger(__name__)
+
+#: The id of the task this process is running, if it is a worker; a client in
+#: this process sends it along with ``wait`` so that the server can lend the
+#: blocked worker's slot to its queue.
+CURRENT_TASK_ID: str | None = None
+
+#: Callables run in a worker around every task, as ``hook(task_id)``: used to
+#: close database connections that must not be shared between processes.
+BEFORE_TASK_HOOKS: list[Callable[[str], None]] = []
+AFTER_TASK_HOOKS: list[Callable[[str], None]] = []
+
+_PR_SET_PDEATHSIG = 1
+# The server checks sizes before it hands a call to a worker.
+MAX_CALL_SIZE = 2**32 - 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    # A worker must not outlive a server that was SIGKILLed: it would hold
+    # tasks nobody can collect and keep client connections open.
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the server died before prctl took effect
+        os._exit(1)
+
+
+def worker_main(sock: socket.socket, close_fds: Iterable[int], parent_pid: int, fresh: bool) -> None:
+    """Body of a worker process; never returns."""
+    global CURRENT_TASK_ID
+    code = 0
+    try:
+        for fd in close_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        _die_with_parent(parent_pid)
+        sock.setblocking(True)
+        reader = FrameReader(max_body=MAX_CALL_SIZE)
+        while True:
+            data = sock.recv(1 << 18)
+            if not data:
+                break
+            for header, body in reader.feed(data):
+                message = decode_header(header)
+                if message[0] == 'exit':
+                    return
+                task_id = message[1]
+                CURRENT_TASK_ID = task_id
+                outcome = _run(task_id, body)
+                CURRENT_TASK_ID = None
+                data, failed = encode_outcome(outcome)
+                sendall_pieces(sock, encode_message(('done', task_id, failed), data))
+                if fresh:
+                    return
+    except BaseException:  # a worker must never return into the server's code
+        with contextlib.suppress(Exception):
+            logger.exception('worker %d failed', os.getpid())
+        code = 70
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
+
+def _run(task_id: str, call: bytes) -> Outcome:
+    try:
+        cmd, args, kwargs = loads_call(call)
+    except Exception as exc:
+        error = ColdocTasksSerializationError(f'the worker cannot unpickle the call of task {task_id}: {exc!r}')
+        return Outcome(exception=error, traceback=[f'{type(exc).__name__}: {exc}\n'])
+    for hook in BEFORE_TASK_HOOKS:
+        hook(task_id)
+    try:
+        return call_capturing(cmd, args, kwargs)
+    finally:
+        for hook in AFTER_TASK_HOOKS:
+            hook(task_id)
