@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import threading
+import weakref
 from typing import Any
 
 from .exceptions import (
@@ -36,6 +37,20 @@ LATE_RESULTS_KEPT = 10_000
 
 class ServerGoneError(ColdocTasksConnectionError):
     """The connection to the task server broke (the server stopped or died)."""
+
+
+class PushSlot:
+    """Where the pushed outcome of one task submitted by this process lands.
+    ``latch`` is released when it has (or when the connection broke, leaving
+    ``message`` None)."""
+
+    __slots__ = ('latch', 'message', 'body', '__weakref__')
+
+    def __init__(self):
+        self.latch = threading.Lock()
+        self.latch.acquire()
+        self.message: tuple | None = None
+        self.body = b''
 
 
 class _Reply:
@@ -84,6 +99,8 @@ class ServerConnection:
         self.broken: ColdocTasksConnectionError | None = None
         #: task id -> (message, body) of results whose wait() had given up
         self.late_results: dict[str, tuple[tuple, bytes]] = {}
+        #: task id -> the slot its pushed outcome goes to, while a fork object holds it
+        self.push_slots: weakref.WeakValueDictionary[str, PushSlot] = weakref.WeakValueDictionary()
         self._thread = threading.Thread(target=self._read_loop, name=f'coldoc-tasks-client {address}', daemon=True)
         self._thread.start()
         info = self.request(('ping',), timeout=connect_timeout)[0][2]
@@ -139,6 +156,12 @@ class ServerConnection:
                     raise ServerGoneError(f'the task server on {self.address} closed the connection')
                 for header, body in self._reader.feed(data):
                     message = decode_header(header)
+                    if message[0] == 'pushed':
+                        slot = self.push_slots.pop(message[2], None)
+                        if slot is not None:  # else every fork object of the task was dropped
+                            slot.message, slot.body = message, body
+                            slot.latch.release()
+                        continue
                     reply = self._pending.pop(message[1], None)
                     if reply is not None:
                         reply.message, reply.body = message, body
@@ -168,6 +191,10 @@ class ServerConnection:
             reply = self._pending.pop(rid, None)
             if reply is not None:
                 reply.event.set()
+        for task_id in list(self.push_slots):
+            slot = self.push_slots.pop(task_id, None)
+            if slot is not None:
+                slot.latch.release()
 
     def close(self) -> None:
         self._break(ServerGoneError('the connection was closed by this process'))

@@ -16,6 +16,7 @@ The functions here control a server: :func:`ping`, :func:`status`,
 
 from __future__ import annotations
 
+import contextlib
 import copyreg
 import functools
 import logging
@@ -24,14 +25,16 @@ from collections.abc import Callable
 from typing import Any
 
 from .base import ForkBase, new_task_id
-from .client import ServerConnection, control_request, get_connection
+from .client import PushSlot, ServerConnection, control_request, get_connection
 from .daemon import tasks_daemon_autostart, tasks_daemon_start
 from .exceptions import (
     ColdocTasksBackendUnavailableError,
     ColdocTasksConnectionError,
+    ColdocTasksException,
     ColdocTasksProcessLookupError,
     ColdocTasksSerializationError,
     ColdocTasksTimeoutError,
+    ColdocTasksUnknownTaskError,
     ColdocTasksUsageError,
 )
 from .outcome import Outcome, dumps_call, loads_outcome
@@ -92,6 +95,7 @@ class ColdocFork(ForkBase):
         self.infofile = None if infofile is None else os.fspath(infofile)
         self._address = address
         self._authkey = authkey
+        self._push: PushSlot | None = None
         if use_fork and (self.infofile is None or self.infofile not in _infofile_addresses):
             address = _server_address(self.infofile, address, authkey)  # fail now on a missing infofile or key
             if self.infofile is not None:
@@ -119,10 +123,29 @@ class ColdocFork(ForkBase):
                 f'the call of {self.cmd_name} pickles to {len(call)} bytes, over the server limit of '
                 f'{connection.max_message_size}')
         task_id = new_task_id()
-        connection.send(('submit', task_id, self.queue, self.cmd_name, worker_process.CURRENT_TASK_ID), call)
+        waiter = worker_process.CURRENT_TASK_ID
+        # Inside a worker, wait() must tell the server it blocks (so that the
+        # slot is lent): no push there, an explicit wait request instead.
+        if waiter is None:
+            self._push = connection.push_slots[task_id] = PushSlot()
+        try:
+            connection.send(('submit', task_id, self.queue, self.cmd_name, waiter, waiter is None), call)
+        except BaseException:
+            connection.push_slots.pop(task_id, None)
+            self._push = None
+            raise
         return task_id
 
     def _collect(self, timeout: float | None) -> Outcome:
+        slot = self._push
+        if slot is not None:
+            if not slot.latch.acquire(timeout=-1 if timeout is None else timeout):
+                raise self._timeout_error(timeout)
+            slot.latch.release()
+            if slot.message is None:
+                return Outcome(exception=ColdocTasksProcessLookupError(
+                    f'task {self.task_id}: the task server went away while waiting'))
+            return self._decode(slot.message, slot.body)
         try:
             connection = self._connection()
         except (ColdocTasksConnectionError, InfofileError) as exc:
@@ -140,7 +163,11 @@ class ColdocFork(ForkBase):
         except ColdocTasksConnectionError as exc:
             return Outcome(exception=ColdocTasksProcessLookupError(
                 f'task {self.task_id}: the task server went away while waiting ({exc})'))
-        if message[0] == 'result':
+        return self._decode(message, body)
+
+    @staticmethod
+    def _decode(message: tuple, body: bytes) -> Outcome:
+        if len(message) == 3:
             return loads_outcome(body)
         return Outcome(exception=ColdocTasksProcessLookupError(message[3]))
 
@@ -149,10 +176,18 @@ class ColdocFork(ForkBase):
 
     def __getstate__(self) -> dict:
         if self.task_id is not None and self._outcome is None and not self._inline:
-            # Make sure the server has the task before any other process can
-            # ask for it: a reply to a ping comes after our submit was handled.
-            self._connection().request(('ping',), timeout=30)
-        return super().__getstate__()
+            # Ask the server to keep the outcome for the copy; as the reply
+            # comes after our submit was handled, the server knows the task
+            # before any other process can ask for it.
+            with contextlib.suppress(ColdocTasksUnknownTaskError):
+                self._connection().request(('share', self.task_id), timeout=30)
+            if self._push is not None and self._push.message is not None:
+                # It ended before the share: the copy takes the outcome along.
+                with contextlib.suppress(ColdocTasksException):
+                    self.wait(timeout=0, raise_exception=False)
+        state = super().__getstate__()
+        state['_push'] = None
+        return state
 
     def __reduce__(self):
         # Classes made by get_fork_class are not importable: rebuild as ColdocFork.

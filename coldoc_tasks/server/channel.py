@@ -41,11 +41,9 @@ class Channel:
                 return frames
 
     def send(self, pieces: list[bytes | memoryview]) -> None:
-        """Queue frame pieces and send what the socket takes now."""
-        if self.closed:
-            return
-        self.outbox.extend(memoryview(piece).cast('B') for piece in pieces if len(piece))
-        self.flush()
+        """Queue frame pieces; :meth:`flush` sends them."""
+        if not self.closed:
+            self.outbox.extend(memoryview(piece).cast('B') for piece in pieces if len(piece))
 
     def flush(self) -> None:
         """Send what the socket takes now (``OSError`` if it is broken)."""

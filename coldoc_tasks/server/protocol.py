@@ -28,11 +28,12 @@ the server's proof in the same way, so neither side trusts a peer that does
 not hold the key.  Only after step 3 are headers unpickled.
 
 Messages after authentication (``rid`` is a request id chosen by the client;
-every request but ``submit``, ``forget`` and ``unwait`` gets exactly one
-reply carrying its ``rid``):
+every request but ``submit`` and ``unwait`` gets exactly one reply carrying
+its ``rid``):
 
     client -> server
-        ('submit', task_id, queue, cmd_name, waiter_task_id) + body: the call
+        ('submit', task_id, queue, cmd_name, waiter_task_id, subscribe) + body: the call
+        ('share', rid, task_id)       keep the outcome after pushing it
         ('wait', rid, task_id, waiter_task_id)
         ('unwait', rid)
         ('terminate', rid, task_id)
@@ -41,7 +42,16 @@ reply carrying its ``rid``):
         ('ok', rid, value)
         ('result', rid, task_id) + body: the pickled outcome
         ('lost', rid, task_id, message)       the task's process vanished
+        ('pushed', None, task_id) + body, or ('pushed', None, task_id, message):
+                                      the outcome of a task submitted with
+                                      ``subscribe``, sent unasked when it ends
         ('error', rid, exception)             the request failed
+
+The submitting process subscribes, so its ``wait`` costs no request at all:
+the outcome is pushed to it, and the server forgets the task unless a
+``share`` (sent when a fork object is pickled) asked to keep it for a
+``wait`` from elsewhere.  A worker waiting for a subtask uses ``wait``
+instead, naming its own task, so that the server lends its slot.
 
     server -> worker: ('run', task_id) + body: the call;  ('exit',)
     worker -> server: ('done', task_id, failed) + body: the pickled outcome

@@ -118,7 +118,8 @@ class TaskServer:
         self._timers: list[tuple[float, int, Timer]] = []
         self._timer_ids = itertools.count()
         self._callbacks: dict[int, Callable[[], None]] = {}
-        self._writers: dict[int, Channel] = {}
+        self._writers: dict[int, Channel] = {}  # channels waiting for the socket to take more
+        self._dirty: dict[int, Channel] = {}  # channels with messages queued in this turn
         self._extra_fds = list(extra_fds or ())
         self._wakeup_r, self._wakeup_w = socket.socketpair()
         self.counters = {'auth_failures': 0, 'protocol_errors': 0, 'connections': 0}
@@ -134,10 +135,22 @@ class TaskServer:
             self.selector.unregister(fd)
 
     def want_write(self, channel: Channel) -> None:
-        """Make sure what ``channel`` could not send yet goes out later."""
-        if channel.wants_write and channel.fd not in self._writers and not channel.closed:
-            self._writers[channel.fd] = channel
-            self.selector.modify(channel.fd, selectors.EVENT_READ | selectors.EVENT_WRITE)
+        """Have what was queued on ``channel`` sent at the end of this turn of
+        the loop: one ``sendmsg`` carries every message of the turn."""
+        self._dirty[channel.fd] = channel
+
+    def _flush_dirty(self) -> None:
+        dirty, self._dirty = self._dirty, {}
+        for fd, channel in dirty.items():
+            if channel.closed:
+                continue
+            try:
+                channel.flush()
+            except OSError:  # the peer is gone; reading will see it and clean up
+                channel.outbox.clear()
+            if channel.wants_write and fd not in self._writers:
+                self._writers[fd] = channel
+                self.selector.modify(fd, selectors.EVENT_READ | selectors.EVENT_WRITE)
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         timer = Timer(time.monotonic() + delay, callback)
@@ -253,6 +266,8 @@ class TaskServer:
             else:
                 timeout = when - now
                 break
+        if self._dirty:  # what the timers queued
+            self._flush_dirty()
         next_expiry = self.table.expire(now)
         if next_expiry is not None:
             timeout = min(timeout, next_expiry - now) if timeout is not None else next_expiry - now
@@ -264,6 +279,8 @@ class TaskServer:
                 callback = self._callbacks.get(fd)
                 if callback is not None:
                     callback()
+        if self._dirty:
+            self._flush_dirty()
         self._check_stopped()
 
     def _on_writable(self, fd: int) -> None:
@@ -329,17 +346,13 @@ class TaskServer:
             self._unwait(connection, rid)
         self.unwatch(channel.fd)
         self._writers.pop(channel.fd, None)
+        self._dirty.pop(channel.fd, None)
         del self.connections[channel.fd]
         channel.close()
 
     def _send(self, connection: Connection, pieces: list) -> None:
-        channel = connection.channel
-        try:
-            channel.send(pieces)
-        except OSError as exc:
-            self._drop(connection, f'cannot send to it: {exc}')
-            return
-        self.want_write(channel)
+        connection.channel.send(pieces)
+        self.want_write(connection.channel)
 
     def _on_client_readable(self, connection: Connection) -> None:
         try:
@@ -389,6 +402,7 @@ class TaskServer:
             self.counters['auth_failures'] += 1
             with contextlib.suppress(OSError):
                 connection.channel.send([REFUSAL])
+                connection.channel.flush()
             self._drop(connection, 'wrong authentication key')
             return
         connection.authenticated = True
@@ -401,10 +415,12 @@ class TaskServer:
     # -- requests -----------------------------------------------------------------------
 
     def _on_submit(self, connection: Connection, message: tuple, body: bytes) -> None:
-        _, task_id, queue, cmd_name, _waiter = message
+        _, task_id, queue, cmd_name, _waiter, subscribe = message
         if not isinstance(task_id, str) or task_id in self.table.tasks:
             raise ColdocTasksProtocolError(f'submit with a bad or duplicate task id {task_id!r}')
         task = Task(task_id, queue if isinstance(queue, str) else 'default', str(cmd_name), body, connection.peer_pid)
+        if subscribe:
+            task.subscriber = connection
         self.table.add(task)
         if self.stopping:
             self.pool.queue_for(task.queue).queued += 1
@@ -412,6 +428,16 @@ class TaskServer:
             return
         logger.debug('task %s (%s) queued on %s by %s', task_id, cmd_name, task.queue, connection.peer)
         self.pool.submit(task)
+
+    def _on_share(self, connection: Connection, message: tuple, body: bytes) -> None:
+        _, rid, task_id = message
+        task = self.table.tasks.get(task_id)
+        if task is None:
+            reply = ('error', rid, ColdocTasksUnknownTaskError(self.table.why_unknown(task_id)))
+        else:
+            task.shared = True
+            reply = ('ok', rid, task.state)
+        self._send(connection, encode_message(reply))
 
     def _on_wait(self, connection: Connection, message: tuple, body: bytes) -> None:
         _, rid, task_id, waiter_task_id = message
@@ -422,6 +448,7 @@ class TaskServer:
             return
         if task.state in FINAL_STATES:
             self._deliver(task, [(connection, rid, None)])
+            self.table.collect(task, connection.peer_pid)
             return
         lent = None
         waiter = self.table.tasks.get(waiter_task_id) if waiter_task_id else None
@@ -476,29 +503,39 @@ class TaskServer:
         self.stop(grace)
 
     _handlers: dict[str, Callable[..., None]] = {
-        'submit': _on_submit, 'wait': _on_wait, 'unwait': _on_unwait, 'terminate': _on_terminate,
+        'submit': _on_submit, 'share': _on_share, 'wait': _on_wait, 'unwait': _on_unwait, 'terminate': _on_terminate,
         'ping': _on_ping, 'status': _on_status, 'shutdown': _on_shutdown,
     }
 
     # -- results --------------------------------------------------------------------------
 
     def _on_final(self, task: Task) -> None:
+        """Send a final task's outcome to whoever waits for it, and forget it
+        unless a copy of its fork object elsewhere may still ask."""
+        delivered = False
         if task.waiters:
             self._deliver(task, task.waiters)
+            delivered = True
+        subscriber, task.subscriber = task.subscriber, None
+        if subscriber is not None and not subscriber.channel.closed:
+            self._send(subscriber, self._outcome_message(task, 'pushed', None))
+            delivered = delivered or not task.shared
+        if delivered:
+            self.table.collect(task, subscriber.peer_pid if subscriber is not None else task.owner_pid)
+
+    def _outcome_message(self, task: Task, kind: str, rid: int | None) -> list:
+        if task.outcome is not None:
+            return encode_message((kind, rid, task.task_id), task.outcome)
+        return encode_message((kind, rid, task.task_id, task.lost_message))
 
     def _deliver(self, task: Task, waiters: list[tuple[Connection, int, Any]]) -> None:
-        """Send a final task's outcome to its waiters, and forget the task."""
+        """Send a final task's outcome to the clients blocked in ``wait``."""
         for connection, rid, lent in list(waiters):
             if lent is not None:
                 self.pool.give_back(lent)
             connection.waits.pop(rid, None)
-            if task.outcome is not None:
-                pieces = encode_message(('result', rid, task.task_id), task.outcome)
-            else:
-                pieces = encode_message(('lost', rid, task.task_id, task.lost_message))
-            self._send(connection, pieces)
+            self._send(connection, self._outcome_message(task, 'result' if task.outcome is not None else 'lost', rid))
         task.waiters = []
-        self.table.collect(task, waiters[0][0].peer_pid if waiters else None)
 
     def status(self) -> dict[str, Any]:
         """What ``status`` reports: the server, its queues, live tasks, counters."""

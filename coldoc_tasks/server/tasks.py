@@ -32,7 +32,8 @@ class Task:
     task that ran to its end, ``lost_message`` says why a task has none."""
 
     __slots__ = ('task_id', 'queue', 'cmd_name', 'call', 'state', 'submitted', 'started', 'finished',
-                 'worker_pid', 'outcome', 'lost_message', 'waiters', 'owner_pid', 'terminating')
+                 'worker_pid', 'outcome', 'lost_message', 'waiters', 'owner_pid', 'terminating', 'subscriber',
+                 'shared')
 
     def __init__(self, task_id: str, queue: str, cmd_name: str, call: bytes, owner_pid: int | None):
         self.task_id = task_id
@@ -50,6 +51,11 @@ class Task:
         self.waiters: list[tuple[Any, int, Any]] = []
         self.owner_pid = owner_pid
         self.terminating = False
+        # the connection the outcome is pushed to when the task ends, if any
+        self.subscriber: Any = None
+        # a fork object of the task was pickled: keep the outcome after the
+        # push, for a wait from another process
+        self.shared = False
 
     def describe(self, now: float) -> dict[str, Any]:
         """The task as ``status`` shows it."""

@@ -275,7 +275,7 @@ class WorkerPool:
             worker.kill_timer.cancel()
             worker.kill_timer = None
         self.table.finish(task, FAILED if failed else DONE, outcome=outcome)
-        logger.info('task %s (%s) %s in %.3f s', task.task_id, task.cmd_name, task.state,
+        logger.debug('task %s (%s) %s in %.3f s', task.task_id, task.cmd_name, task.state,
                     task.finished - task.started)
         config = queue.config
         if (config.mode == 'fresh' or task.terminating
