@@ -1,0 +1,70 @@
+"""Ours: the coldoc task server, with reused workers or a fresh process per
+task, two workers, started and stopped by this adapter."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from .. import services
+from .base import Adapter
+from .local import ForkClassAdapter
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class ColdocAdapter(ForkClassAdapter):
+    """A coldoc task server of one queue, concurrency 2, in ``mode``."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+        self.name = f'coldoc-{mode}'
+        self.label = f'coldoc_tasks coldoc, {"reused workers" if mode == "reuse" else "fresh process per task"}'
+        self.pid: int | None = None
+        self.infofile = ''
+
+    def start(self, workdir: str) -> None:
+        from coldoc_tasks.coldoc_tasks import bind_fork_class, tasks_daemon_start
+
+        self.infofile = os.path.join(workdir, 'coldoc.info')
+        self.pid = tasks_daemon_start(self.infofile, logfile=os.path.join(workdir, 'coldoc.log'),
+                                      queues=[f'default:2:{self.mode}'], pythonpath=[REPO_ROOT], timeout=30)
+        services.record_pid(self.pid)
+        self.fork_class = bind_fork_class(self.infofile)
+        # a first task: the client's connection is made, and reused workers exist
+        for fork in [self.submit('noop', i) for i in range(2)]:
+            self.collect(fork, 30)
+
+    def stop(self) -> None:
+        from coldoc_tasks.coldoc_tasks import shutdown
+
+        if self.pid is None:
+            return
+        try:
+            shutdown(self.infofile, grace=0, timeout=15)
+        except Exception:
+            pass
+        services.kill_group(self.pid, grace=2.0)
+        if not services.wait_gone(self.pid, 2.0):
+            os.kill(self.pid, 9)
+
+    def server_pids(self) -> list[int]:
+        return [self.pid] if self.pid else []
+
+    def status(self) -> dict:
+        from coldoc_tasks.coldoc_tasks import status
+
+        return status(self.infofile, timeout=30)
+
+    def stored_results(self, handles: list) -> int:
+        return self.status()['results_held']
+
+    def wait_stored(self, handles: list, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.status()
+            if state['results_held'] >= len(handles) and not state['tasks_queued']:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'{self.name}: results not all stored within {timeout} s')
+            time.sleep(0.1)
