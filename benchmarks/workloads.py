@@ -24,7 +24,7 @@ FULL = {
 }
 QUICK = {
     'w1_n': 100, 'warmup': 5, 'w2_n': 300, 'w2_reps': 3, 'w3_n': 20, 'w3_ms': 25.0, 'w3_reps': 1,
-    'w4_n': 1000, 'w5_n': 5, 'w5_timeout': 5.0,
+    'w4_n': 1000, 'w5_n': 5, 'w5_timeout': 2.0,
     'queued': [100, 1000], 'clients': [1, 4], 'clients_tasks': 200,
     'scale_budget': 5.0, 'timeout': 30.0,
 }
@@ -67,11 +67,12 @@ def submit_then_collect(adapter: Adapter, n: int, timeout: float) -> tuple[float
 
 def w2_throughput(adapter: Adapter, p: dict) -> dict:
     """W2: ``w2_n`` trivial tasks submitted, then all collected; tasks/s."""
+    n = max(10, int(p['w2_n'] * adapter.w2_fraction))
     rates = []
     for _ in range(p['w2_reps']):
-        wall, _ = submit_then_collect(adapter, p['w2_n'], p['timeout'])
-        rates.append(p['w2_n'] / wall)
-    return {'tasks': p['w2_n'], 'rate': summary(rates)}
+        wall, _ = submit_then_collect(adapter, n, p['timeout'])
+        rates.append(n / wall)
+    return {'tasks': n, 'rate': summary(rates)}
 
 
 def w3_parallel_cpu(adapter: Adapter, p: dict) -> dict:
@@ -94,27 +95,32 @@ def w3_parallel_cpu(adapter: Adapter, p: dict) -> dict:
 def _memory(adapter: Adapter) -> dict:
     gc.collect()
     tree = tree_memory(adapter.server_pids())
-    outside = adapter.outside_memory()
-    return {'rss': tree['rss'], 'pss': tree['pss'], 'processes': tree['processes'], 'outside': outside}
+    client = tree_memory([os.getpid()]) if os.getpid() not in adapter.server_pids() else {'rss': 0, 'pss': 0}
+    return {'rss': tree['rss'], 'pss': tree['pss'], 'processes': tree['processes'], 'outside': adapter.outside_memory(),
+            'client_pss': client['pss']}
 
 
 def w4_memory(adapter: Adapter, p: dict) -> dict:
     """W4: idle RSS/PSS of the server tree (plus Redis keys, for the Redis
-    systems), and again with ``w4_n`` results stored and not collected."""
+    systems), and the growth with ``w4_n`` results finished and not yet
+    collected, per pending result: on the server side (tree and Redis) and
+    in all (with the client process, which holds the handles and, for some
+    systems, the results)."""
     if adapter.memory_unsupported:
         return {'skipped': adapter.memory_unsupported}
-    n = p['w4_n']
+    n = max(10, int(p['w4_n'] * adapter.w4_fraction))
     time.sleep(0.5)  # let the server settle after its start
     idle = _memory(adapter)
     handles = [adapter.submit('noop', i) for i in range(n)]
     adapter.wait_stored(handles, p['timeout'] * 3)
-    time.sleep(0.3)
     loaded = _memory(adapter)
     for i, handle in enumerate(handles):
         if adapter.collect(handle, p['timeout']) != i:
             raise AssertionError(f'{adapter.name}: task {i} returned a wrong value')
-    grown = (loaded['pss'] + loaded['outside']) - (idle['pss'] + idle['outside'])
-    return {'pending': n, 'idle': idle, 'loaded': loaded, 'bytes_per_pending': grown / n}
+    server = (loaded['pss'] + loaded['outside']) - (idle['pss'] + idle['outside'])
+    total = server + loaded['client_pss'] - idle['client_pss']
+    return {'pending': n, 'idle': idle, 'loaded': loaded, 'server_bytes_per_pending': server / n,
+            'total_bytes_per_pending': total / n}
 
 
 def w5_nested(adapter: Adapter, p: dict) -> dict:
@@ -153,8 +159,8 @@ def scale_queued(adapter: Adapter, p: dict) -> dict:
             continue
         wall, submits = submit_then_collect(adapter, n, max(p['timeout'], n / 500))
         rate = n / wall
-        points.append({'tasks': n, 'rate': rate, 'wall_s': wall,
-                       'submit_p99_ms': percentile(submits, 99) * 1000, 'submit_p50_ms': percentile(submits, 50) * 1000})
+        points.append({'tasks': n, 'rate': rate, 'wall_s': wall, 'submit_p99_ms': percentile(submits, 99) * 1000,
+                       'submit_p50_ms': percentile(submits, 50) * 1000})
         gc.collect()
     return {'points': points}
 

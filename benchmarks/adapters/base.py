@@ -30,6 +30,10 @@ class Adapter:
     nested_unsupported: str | None = None
     #: why memory is not measured, if it is not
     memory_unsupported: str | None = None
+    #: share of the W2 and W4 task counts this system runs, if it is too slow
+    #: for the full counts within the time of a run (the report shows the counts)
+    w2_fraction = 1.0
+    w4_fraction = 1.0
 
     def start(self, workdir: str) -> None:
         """Start the servers and workers the system needs, and wait until

@@ -89,8 +89,8 @@ class PoolExecutorAdapter(Adapter):
         return handle.result(timeout=timeout)
 
     def server_pids(self) -> list[int]:
-        # the results wait in this process, the work runs in the two workers
-        return [os.getpid()]
+        # the workers; the results wait in this (the client) process
+        return list(self.executor._processes)
 
     def stored_results(self, handles: list) -> int:
         return sum(1 for future in handles if future.done())

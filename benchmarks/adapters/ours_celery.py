@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from importlib import metadata
-from typing import Any
 
 from .. import services
 from .base import Adapter, Unavailable
@@ -43,6 +42,8 @@ class OursCeleryAdapter(ForkClassAdapter):
             stream.write(CELERYCONFIG.format(url=services.redis_url('celery')))
         environment = dict(os.environ)
         environment['PYTHONPATH'] = os.pathsep.join(filter(None, [REPO_ROOT, environment.get('PYTHONPATH')]))
+        if os.geteuid() == 0:  # Celery refuses pickle as root unless told (CI runs as root)
+            environment['C_FORCE_ROOT'] = '1'
         try:
             self.pid = celery_tasks.daemon(self.config, os.path.join(workdir, 'celery.log'), timeout=60,
                                            concurrency=2, loglevel='WARNING', env=environment)
