@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                'quick': args.quick, 'machine': machine(), 'runs': []}
     plan = [(system, group) for system in systems for group in ('core', 'memory')]
     plan += [(system, 'scale') for system in SCALE_SYSTEMS if system in systems]
+    redis = services.ensure_redis(logdir)
     try:
         for system, group in plan:
             began = time.time()
@@ -109,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
 
             results['profiles'] = profile_all(logdir)
     finally:
+        if redis is not None:
+            services.kill_group(redis.pid)
+            redis.wait()
         services.kill_recorded(os.environ[services.PIDFILE_ENV])
     results['machine']['load_after'] = os.getloadavg()
     results['duration_s'] = time.time() - started

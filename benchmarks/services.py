@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,6 +55,29 @@ def _usage(client, keys: list) -> int:
     for key in keys:
         pipe.memory_usage(key, samples=0)
     return sum(value or 0 for value in pipe.execute())
+
+
+def ensure_redis(workdir: str) -> subprocess.Popen | None:
+    """Start a private ``redis-server`` on loopback if none answers on the
+    benchmark's port and one is installed; return it (to stop), or ``None``."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.settimeout(1.0)
+        if probe.connect_ex((REDIS_HOST, REDIS_PORT)) == 0:
+            return None
+    server = shutil.which('redis-server')
+    if server is None:
+        return None
+    process = start_process([server, '--bind', REDIS_HOST, '--port', str(REDIS_PORT), '--save', '',
+                             '--appendonly', 'no', '--dir', workdir], os.path.join(workdir, 'redis.log'))
+
+    def answers() -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex((REDIS_HOST, REDIS_PORT)) == 0
+
+    wait_until(answers, 10.0, 'redis-server did not start')
+    return process
 
 
 def record_pid(pid: int) -> None:
