@@ -692,7 +692,7 @@ def daemon(celeryconfig: str | os.PathLike, logfile: str | os.PathLike | None = 
     finally:
         os.close(read_fd)
     where = f'; see its log {logfile}' if logfile else '; give a log file to see why'
-    if ready and ping(app=app, timeout=timeout, destination=[hostname]):
+    if ready and _answers(app, hostname, timeout):
         logger.info('Celery worker %s started (pid %s)', hostname, process.pid)
         return process.pid
     code = process.poll()
@@ -700,6 +700,20 @@ def daemon(celeryconfig: str | os.PathLike, logfile: str | os.PathLike | None = 
         _stop_process(process)
         raise ColdocTasksBackendUnavailableError(f'the Celery worker did not answer within {timeout} s{where}')
     raise ColdocTasksBackendUnavailableError(f'the Celery worker exited with code {code} before it was ready{where}')
+
+
+def _answers(app: celery.Celery, hostname: str, timeout: float) -> bool:
+    """True once worker ``hostname`` answers a ping, within ``timeout``."""
+    # A worker says it is ready a moment before it listens to broadcasts (with
+    # Redis, a publish/subscribe channel that keeps nothing for late comers),
+    # so a first ping may be lost: ping again, briefly each time.
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        if ping(app=app, timeout=min(0.5, remaining), destination=[hostname]):
+            return True
 
 
 def _wait_ready(read_fd: int, process: subprocess.Popen, timeout: float) -> bool:
