@@ -163,3 +163,19 @@ def test_daemon_refuses_an_unreachable_broker(tmp_path):
     with pytest.raises(ColdocTasksBackendUnavailableError, match='cannot be reached'):
         celery_tasks.daemon(unreachable, env=worker_environment())
     assert os.path.exists(unreachable)
+
+
+def test_simultaneous_autostarts_start_one_worker(redis_celeryconfig, tmp_path):
+    code = ('import sys; from coldoc_tasks import celery_tasks; '
+            'print(celery_tasks.autostart(sys.argv[1], sys.argv[2], concurrency=1))')
+    processes = [subprocess.Popen([sys.executable, '-c', code, str(redis_celeryconfig), str(tmp_path / f'{i}.log')],
+                                  stdout=subprocess.PIPE, text=True, env=worker_environment()) for i in range(4)]
+    outputs = [p.communicate(timeout=120)[0].strip() for p in processes]
+    started = [int(out) for out in outputs if out != 'None']
+    try:
+        assert len(started) == 1 and outputs.count('None') == 3, outputs
+        assert len(celery_tasks.ping(redis_celeryconfig, timeout=1)) == 1
+    finally:
+        celery_tasks.stop(redis_celeryconfig, timeout=30)
+        for pid in started:
+            kill_tree(pid)
