@@ -77,6 +77,9 @@ class ServerConnection:
             sock.connect(address)
             reader = FrameReader(max_body=0)
             client_handshake(sock, authkey, reader)
+        except ColdocTasksException:
+            sock.close()
+            raise
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             sock.close()
             raise ColdocTasksConnectionError(f'no task server listens on {address}: {exc.strerror}') from None
@@ -87,9 +90,6 @@ class ServerConnection:
         except OSError as exc:
             sock.close()
             raise ColdocTasksConnectionError(f'cannot connect to the task server on {address}: {exc}') from None
-        except ColdocTasksException:
-            sock.close()
-            raise
         sock.settimeout(None)
         self.sock = sock
         self._reader = FrameReader(max_body=2**32 - 1)

@@ -56,6 +56,8 @@ def start_server(*extra_args, queues=('default:2:reuse',), **options) -> Running
 def stop_server(server: RunningServer) -> None:
     try:
         shutdown(server.infofile, grace=0, timeout=30)
+    except Exception:  # a test may have killed it; it must still go
+        pass
     finally:
         from tests.helpers import wait_process_gone
 
@@ -65,11 +67,25 @@ def stop_server(server: RunningServer) -> None:
 
 
 @pytest.fixture
-def coldoc_server():
-    """A server of one's own, for tests that disturb it (function scope)."""
-    server = start_server()
-    yield server
-    stop_server(server)
+def make_server():
+    """Start servers of one's own, for tests that disturb them; each is
+    stopped (or killed) at the end of the test."""
+    servers = []
+
+    def make(**options) -> RunningServer:
+        server = start_server(**options)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        stop_server(server)
+
+
+@pytest.fixture
+def coldoc_server(make_server):
+    """A server of one's own, concurrency 2, reused workers."""
+    return make_server()
 
 
 @pytest.fixture(scope='session')

@@ -127,3 +127,22 @@ def slow_cpu(seconds):
     while time.process_time() < end:
         n += 1
     return n
+
+
+def rendezvous_then_big(address, size):
+    """Meet the test, then return ``size`` bytes."""
+    rendezvous(address)
+    return b'y' * size
+
+
+def append_line(path, text):
+    """Append ``text`` to the file at ``path`` (O_APPEND: safe between processes)."""
+    with open(path, 'a', encoding='utf-8') as stream:
+        stream.write(f'{text}\n')
+    return text
+
+
+def read_fifo(path):
+    """Block until something is written to the FIFO at ``path``."""
+    with open(path, encoding='utf-8') as stream:
+        return stream.readline()

@@ -223,7 +223,7 @@ class TaskServer:
                 os.unlink(self.socket_path)
         for task in list(self.pool.queued_tasks()):
             self.pool.cancel(task, 'the server stopped')
-        self.pool.stop_idle_workers()
+        self.pool.drain()
         self.call_later(grace, self._terminate_running)
         self._check_stopped()
 

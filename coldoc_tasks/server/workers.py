@@ -146,6 +146,8 @@ class WorkerPool:
         if DEFAULT_QUEUE not in self.queues:
             self.queues[DEFAULT_QUEUE] = Queue(QueueConfig())
         self.workers: dict[int, Worker] = {}
+        #: the server is stopping: a worker that finishes its task leaves
+        self.draining = False
 
     # -- tasks ----------------------------------------------------------------
 
@@ -278,7 +280,7 @@ class WorkerPool:
         logger.debug('task %s (%s) %s in %.3f s', task.task_id, task.cmd_name, task.state,
                     task.finished - task.started)
         config = queue.config
-        if (config.mode == 'fresh' or task.terminating
+        if (config.mode == 'fresh' or task.terminating or self.draining
                 or (config.max_tasks_per_worker and worker.tasks_done >= config.max_tasks_per_worker)
                 or queue.running + len(queue.idle) >= config.concurrency):
             self._retire(worker)
@@ -325,7 +327,9 @@ class WorkerPool:
         self.on_final(task)
         self.dispatch(queue)
 
-    def stop_idle_workers(self) -> None:
+    def drain(self) -> None:
+        """Retire idle workers now, and busy ones when their task ends."""
+        self.draining = True
         for queue in self.queues.values():
             for worker in list(queue.idle):
                 self._retire(worker)
