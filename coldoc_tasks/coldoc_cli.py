@@ -234,6 +234,11 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
     commands.choices['stop'].add_argument('--grace', type=float,
                                           help="seconds running tasks get to finish (default: the server's)")
     commands.choices['status'].add_argument('--json', action='store_true', help='machine-readable output')
+    try:  # the django_* forms, which read everything from the Django settings
+        from .django_cli import add_django_commands
+    except ImportError:
+        return
+    add_django_commands(commands)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

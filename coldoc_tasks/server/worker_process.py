@@ -32,6 +32,9 @@ CURRENT_TASK_ID: str | None = None
 #: close database connections that must not be shared between processes.
 BEFORE_TASK_HOOKS: list[Callable[[str], None]] = []
 AFTER_TASK_HOOKS: list[Callable[[str], None]] = []
+#: Callables run in the server, with no argument, just before it forks a
+#: worker: used to close connections a worker must not inherit.
+BEFORE_FORK_HOOKS: list[Callable[[], None]] = []
 
 _PR_SET_PDEATHSIG = 1
 # The server checks sizes before it hands a call to a worker.

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..forking import describe_wait_status, fork_task_process, signal_group
+from . import worker_process
 from .channel import Channel
 from .protocol import FrameReader, decode_header, encode_message
 from .tasks import CANCELLED, DONE, FAILED, LOST, QUEUED, RUNNING, TERMINATED, Task, TaskTable
@@ -231,6 +232,11 @@ class WorkerPool:
     # -- worker processes ---------------------------------------------------------
 
     def _spawn(self, queue: Queue) -> Worker | None:
+        for hook in worker_process.BEFORE_FORK_HOOKS:
+            try:
+                hook()
+            except Exception:
+                logger.exception('a before-fork hook failed')
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         close_in_child = [*self.loop.fds_to_close_in_child(), parent_sock.fileno()]
         server_pid = os.getpid()
