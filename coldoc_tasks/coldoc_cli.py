@@ -25,10 +25,13 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('authkey', nargs='?', help='the authentication key (default: the previous one, else a '
                         'random one); note that a command line is visible to other users')
     parser.add_argument('--logfile', help='log to this file (rotating) instead of stderr')
-    parser.add_argument('--concurrency', type=int, help='tasks run at once on the default queue (default: CPUs)')
+    parser.add_argument('--concurrency', type=_positive_int,
+                        help='tasks run at once on the default queue (default: CPUs)')
     parser.add_argument('--mode', choices=MODES, help='default queue: reuse workers, or a fresh process per task')
-    parser.add_argument('--max-tasks-per-worker', type=int, help='default queue: recycle a worker after N tasks')
-    parser.add_argument('--queue', action='append', default=[], metavar='NAME[:CONCURRENCY[:MODE[:MAX_TASKS]]]',
+    parser.add_argument('--max-tasks-per-worker', type=_positive_int,
+                        help='default queue: recycle a worker after N tasks')
+    parser.add_argument('--queue', action='append', default=[], type=_queue_spec,
+                        metavar='NAME[:CONCURRENCY[:MODE[:MAX_TASKS]]]',
                         help='configure a named queue (repeatable), e.g. pdf:1:fresh')
     parser.add_argument('--result-retention', type=float, default=3600.0,
                         help='seconds an uncollected result is kept (default 3600)')
@@ -43,8 +46,25 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--verbose', '-v', action='store_true', help='log every task')
 
 
+def _queue_spec(spec: str) -> QueueConfig:
+    try:
+        return QueueConfig.parse(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be an integer >= 1, not {text!r}')
+    return value
+
+
 def _queues(args: argparse.Namespace) -> list[QueueConfig]:
-    queues = [QueueConfig.parse(spec) for spec in args.queue]
+    queues = list(args.queue)
     if args.concurrency is not None or args.mode or args.max_tasks_per_worker is not None:
         default = next((q for q in queues if q.name == DEFAULT_QUEUE), None) or QueueConfig()
         queues = [q for q in queues if q.name != DEFAULT_QUEUE]

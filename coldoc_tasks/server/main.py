@@ -108,8 +108,6 @@ def run_server(infofile: PathLike, socket_path: PathLike | None = None, authkey:
                 'protocol': PROTOCOL_VERSION, 'start_time': time.time(),
                 'logfile': os.path.abspath(os.fspath(logfile)) if logfile else None}
         write_infofile(infofile, info)
-        if on_ready is not None:
-            on_ready(info)
-        server.serve_forever()
+        server.serve_forever(on_ready=None if on_ready is None else lambda: on_ready(info))
     finally:
         lock.release()

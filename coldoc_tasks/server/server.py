@@ -185,8 +185,9 @@ class TaskServer:
         self.listener = listener
         self.watch(listener.fileno(), self._accept)
 
-    def serve_forever(self) -> None:
-        """Run the loop until ``stop`` has finished its work."""
+    def serve_forever(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Run the loop until ``stop`` has finished its work; ``on_ready()``
+        is called once signals are handled and clients can connect."""
         if self.listener is None:
             self.bind()
         self._wakeup_r.setblocking(False)
@@ -198,6 +199,8 @@ class TaskServer:
                     self.socket_path, ', '.join(f'{q.config.name} ({q.config.concurrency}, {q.config.mode})'
                                                 for q in self.pool.queues.values()))
         try:
+            if on_ready is not None:
+                on_ready()
             while not self._stopped:
                 self._run_once()
         finally:
