@@ -68,13 +68,13 @@ def _overview(plt, run, path: str, labels: dict) -> str | None:
     left.barh([y - 0.2 for y in positions], p99, height=0.4, label='p99', color='#aec7e8')
     left.set_xscale('log')
     left.set_xlabel('round-trip latency (ms, log scale)')
-    left.set_title('W1: trivial task round trip (lower is better)')
+    left.set_title('W1: round trip of a trivial task\n(lower is better)')
     left.legend(fontsize=8)
     rates = [run.value(s, 'W2', 'rate', 'median') for s in systems]
     right.barh(list(positions), rates, color=[COLORS.get(s) for s in systems])
     right.set_xscale('log')
     right.set_xlabel('throughput (tasks/s, log scale)')
-    right.set_title('W2: 1,000 tasks submitted then collected (higher is better)')
+    right.set_title('W2: tasks submitted, then all collected\n(higher is better)')
     for axis in (left, right):
         axis.set_yticks(list(positions))
         axis.set_yticklabels(names, fontsize=8)

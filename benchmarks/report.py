@@ -132,6 +132,11 @@ def _why_missing(run: Run, system: str, name: str) -> str:
     return 'error' if entry.get('error') or 'error' in data else 'n/a'
 
 
+def _load(run: Run, system: str, group: str) -> str:
+    load = run.by.get((system, group), {}).get('load')
+    return 'n/a' if load is None else f'{load:.1f}'
+
+
 def core_rows(run: Run) -> list[list[str]]:
     rows = []
     for system in run.systems():
@@ -139,7 +144,7 @@ def core_rows(run: Run) -> list[list[str]]:
         p50 = w1['p50_ms'] if w1 else None
         rate = w2['rate']['median'] if w2 else None
         rows.append([
-            LABELS[system],
+            LABELS[system], _load(run, system, 'core'),
             fmt(p50, 3) if w1 else _why_missing(run, system, 'W1'),
             fmt(w1['p99_ms'], 3) if w1 else 'n/a',
             ratio(p50, run.value('ppe', 'W1', 'p50_ms')), ratio(p50, run.value('celery-peer', 'W1', 'p50_ms')),
@@ -160,7 +165,7 @@ def other_rows(run: Run) -> list[list[str]]:
             depth3 = (f'yes ({chain["seconds"] * 1000:.0f} ms)' if chain['ok']
                       else f'no ({chain.get("error", "wrong value")[:40]} after {chain["seconds"]:.0f} s)')
         rows.append([
-            LABELS[system],
+            LABELS[system], f"{_load(run, system, 'core')} / {_load(run, system, 'memory')}",
             _range(w3['wall_s'], digits=3) if w3 else _why_missing(run, system, 'W3'),
             _range(w3['efficiency'], scale=100, digits=1) if w3 else 'n/a',
             f'{mb(w4["idle"]["rss"])} / {mb(w4["idle"]["pss"])}' if w4 else _why_missing(run, system, 'W4'),
@@ -262,7 +267,9 @@ def write_report(results: dict, path: str, images: list[str]) -> None:
         'Every system runs in a fresh process of its own per group of workloads, driven through the same '
         'adapter (submit, then wait).  Servers and workers have 2 worker processes each, on loopback; the Redis '
         'systems use Redis on 127.0.0.1:6379, each in a database of its own.  Machines here are noisy: read the '
-        'ratios, which are computed within this run, more than the absolute numbers.',
+        'ratios, which are computed within this run, more than the absolute numbers.  The *load* column is the '
+        '1-minute load average when that system\'s process started: above 2 (the cores), other work shared the '
+        'machine and slowed that row, most of all W3.',
         '',
         '## Targets', '',
     ]
@@ -272,7 +279,7 @@ def write_report(results: dict, path: str, images: list[str]) -> None:
               f'W1: {params["w1_n"]} sequential round trips of a trivial task (after {params["warmup"]} to warm up). '
               f'W2: {params["w2_n"]:,} trivial tasks submitted, then all collected; tasks/s, median of '
               f'{params["w2_reps"]} (min–max).  Ratios: this system / the reference, from this run.', '']
-    lines += _table(['system', 'W1 p50 (ms)', 'W1 p99 (ms)', 'W1 p50 / PPE', 'W1 p50 / Celery',
+    lines += _table(['system', 'load', 'W1 p50 (ms)', 'W1 p99 (ms)', 'W1 p50 / PPE', 'W1 p50 / Celery',
                      'W2 tasks/s', 'W2 / PPE', 'W2 / Celery'], core_rows(run))
     lines += [''] + _count_notes(run, params)
     lines += ['', '## CPU, memory, nesting', '',
@@ -284,7 +291,7 @@ def write_report(results: dict, path: str, images: list[str]) -> None:
               'ProcessPoolExecutor, the results, pushed to it as they are ready).  The result itself is a small int. '
               f'W5: p50 of a task that runs a child task and waits for it ({params["w5_n"]} times), and whether a '
               f'chain of depth 3 completes on 2 workers (timeout {params["w5_timeout"]:g} s per level).', '']
-    lines += _table(['system', 'W3 wall (s)', 'W3 efficiency (%)', 'W4 idle RSS / PSS (MB)',
+    lines += _table(['system', 'load (W3 / W4)', 'W3 wall (s)', 'W3 efficiency (%)', 'W4 idle RSS / PSS (MB)',
                      'W4 bytes per pending result', 'W5 nested p50 (ms)', 'W5 depth 3'], other_rows(run))
     lines += ['', '## Scale', '']
     lines += scale_lines(run)

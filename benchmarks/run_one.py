@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import sys
@@ -31,7 +32,8 @@ def _terminate(signum, frame):
 def run(system: str, group: str, quick: bool) -> dict:
     """Start ``system``, run ``group``'s workloads, stop it; the results."""
     params = QUICK if quick else FULL
-    output: dict = {'system': system, 'group': group, 'quick': quick, 'workloads': {}}
+    # other work on the machine skews every number: say how busy it was
+    output: dict = {'system': system, 'group': group, 'quick': quick, 'workloads': {}, 'load': os.getloadavg()[0]}
     workdir = tempfile.mkdtemp(prefix=f'bench-{system}-')
     adapter = SYSTEMS[system]()
     output.update(label=adapter.label, kind=adapter.kind)

@@ -25,6 +25,7 @@ broker_connection_retry_on_startup = True
 
 class OursCeleryAdapter(ForkClassAdapter):
     name, label = 'celery', 'coldoc_tasks celery (Redis, prefork 2)'
+    w4_fraction = 0.3  # about 300 tasks/s here
 
     def start(self, workdir: str) -> None:
         try:

@@ -64,6 +64,7 @@ class RedisPeer(Adapter):
 class CeleryPeer(RedisPeer):
     name, label = 'celery-peer', 'Celery 5 + Redis (prefork 2)'
     redis_system = 'celery_peer'
+    w4_fraction = 0.3  # about 400 tasks/s here
 
     def start_workers(self, workdir: str) -> None:
         from ..peer_celery_app import app
