@@ -1,0 +1,189 @@
+"""Control a Django site's coldoc task server, with everything read from the
+site's settings.
+
+Two command lines share the code here::
+
+    manage.py coldoc_tasks start|daemon|stop|status|ping|pid|test [...]
+    coldoc_tasks_cli coldoc django_start|django_daemon|...|django_test --settings mysite.settings [...]
+
+``start`` and ``daemon`` take further options of ``coldoc_tasks_cli coldoc
+start`` (``--concurrency 2``, ``--queue pdf:1:fresh``, ``--verbose`` ...).
+
+``python -m coldoc_tasks.django_cli start ...`` is how a server for a site is
+run (by ``daemon`` and by autostart): it sets Django up once, then runs the
+ordinary server (see :func:`coldoc_tasks.django_support.server_main`).
+
+Django is imported only when a command runs: ``coldoc_cli`` imports this
+module to add the commands even where Django is not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+#: command -> help
+COMMANDS = {
+    'start': 'run the task server in the foreground',
+    'daemon': 'start the task server in the background, return once it serves',
+    'stop': 'stop the task server',
+    'status': "show the settings and the task server's state",
+    'ping': 'check that the task server answers',
+    'pid': "print the task server's pid",
+    'test': 'run a self-check against the live task server, Django included',
+}
+
+
+def add_command_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    """Add the options of ``command`` to its ``parser``."""
+    if command in ('stop', 'status', 'ping', 'test', 'daemon'):
+        parser.add_argument('--timeout', type=float, default=None,
+                            help='seconds to wait for an answer (default: depends on the command)')
+    if command == 'stop':
+        parser.add_argument('--grace', type=float, help='seconds running tasks get to finish')
+    if command == 'status':
+        parser.add_argument('--json', action='store_true', help='machine-readable output')
+    if command in ('start', 'daemon'):
+        parser.add_argument('server_args', nargs=argparse.REMAINDER, metavar='SERVER_OPTION',
+                            help='options of "coldoc_tasks_cli coldoc start", e.g. --concurrency 2')
+
+
+def run(command: str, options: dict[str, Any]) -> int:
+    """Run ``command`` for the site whose Django settings are loaded; return
+    the exit status."""
+    from . import coldoc_cli, django_support
+
+    try:
+        conf = django_support.read_settings()
+    except django_support.ColdocTasksSettingsError as exc:
+        print(f'coldoc_tasks: {exc}', file=sys.stderr)
+        return 2
+    timeout = options.get('timeout')
+    timeout_args = [] if timeout is None else ['--timeout', str(timeout)]
+    server_args = list(options.get('server_args') or ())
+    if command == 'start':
+        django_support.setup_django_server()
+        if conf.password:
+            from .daemon import AUTHKEY_ENV
+
+            os.environ[AUTHKEY_ENV] = conf.password.hex()  # never on the command line
+        argv = ['start', conf.infofile, *([conf.socket] if conf.socket else [])]
+        argv += ['--logfile', conf.logfile] if conf.logfile else []
+        return coldoc_cli.main(argv + server_args)
+    if command == 'daemon':
+        from .daemon import ColdocTasksStartError
+
+        try:
+            pid = django_support.start_coldoc_daemon(conf, extra_args=server_args,
+                                                     timeout=30.0 if timeout is None else timeout)
+        except ColdocTasksStartError as exc:
+            print(f'coldoc_tasks: {exc}', file=sys.stderr)
+            return 1
+        print(f'coldoc task server started (pid {pid})')
+        return 0
+    if command == 'status' and not options.get('json'):
+        print(_settings_summary(conf))
+        print()
+    argv = [command, conf.infofile, *timeout_args]
+    if command == 'stop' and options.get('grace') is not None:
+        argv += ['--grace', str(options['grace'])]
+    if command == 'status' and options.get('json'):
+        argv.append('--json')
+    status = coldoc_cli.main(argv)
+    if command == 'test' and status == 0:
+        status = _test_django(conf, 30.0 if timeout is None else timeout)
+    return status
+
+
+def _settings_summary(conf: Any) -> str:
+    from .django_support import AUTOSTART_OPTIONS_ENV, get_chooser
+
+    chooser = get_chooser()
+    chooser()
+    lines = [f'settings module   {conf.settings_module}',
+             f'infofile          {conf.infofile}{" (default)" if conf.default_infofile else ""}',
+             f'socket            {conf.socket or "(temporary)"}',
+             f'password          {"set" if conf.password else "(random)"}',
+             f'celeryconfig      {conf.celeryconfig or "-"}',
+             f'autostart         {",".join(conf.autostart) or "-"} '
+             f'(${AUTOSTART_OPTIONS_ENV}={os.environ.get(AUTOSTART_OPTIONS_ENV, "")!r} here)',
+             f'logfile           {conf.logfile or "-"}',
+             f'pythonpath        {os.pathsep.join(conf.pythonpath) or "-"}',
+             f'backend now       {chooser.name}']
+    return '\n'.join(lines)
+
+
+def django_probe() -> dict[str, Any]:
+    """A task: what a worker knows of Django (is it set up, which settings,
+    can it reach the database)."""
+    from django.apps import apps
+    from django.conf import settings
+    from django.db import connection
+
+    connection.ensure_connection()
+    return {'pid': os.getpid(), 'apps_ready': apps.ready, 'settings_module': settings.SETTINGS_MODULE,
+            'database': connection.vendor}
+
+
+def _test_django(conf: Any, timeout: float) -> int:
+    from .coldoc_tasks import bind_fork_class
+
+    f = bind_fork_class(conf.infofile)()
+    try:
+        f.run(django_probe)
+        answer = f.wait(timeout=timeout)
+    except Exception as exc:  # any failure of the probe is the report
+        print(f'FAIL django: the probe task failed: {exc!r}')
+        return 1
+    if not answer['apps_ready'] or answer['settings_module'] != conf.settings_module:
+        print(f'FAIL django: the worker is not set up for {conf.settings_module}: {answer}')
+        return 1
+    print(f'ok   django: worker {answer["pid"]} has {answer["settings_module"]} set up, '
+          f'database {answer["database"]} reachable')
+    return 0
+
+
+# -- coldoc_tasks_cli coldoc django_* -------------------------------------------------
+
+
+def _setup_django(settings_module: str | None, pythonpath: list[str] | None) -> None:
+    import django
+
+    for path in reversed(pythonpath or ()):
+        sys.path.insert(0, os.path.abspath(path))
+    if settings_module:
+        os.environ['DJANGO_SETTINGS_MODULE'] = settings_module
+    if not os.environ.get('DJANGO_SETTINGS_MODULE'):
+        raise SystemExit('coldoc_tasks_cli: give --settings or set DJANGO_SETTINGS_MODULE')
+    django.setup()
+
+
+def _cli_handler(command: str):
+    def handler(args: argparse.Namespace) -> int:
+        if command == 'start':
+            # a foreground server: mark it before the app is ready, so it never autostarts
+            from .django_support import AUTOSTART_OPTIONS_ENV
+
+            os.environ.pop(AUTOSTART_OPTIONS_ENV, None)
+        _setup_django(args.settings, args.pythonpath)
+        return run(command, vars(args))
+    return handler
+
+
+def add_django_commands(commands: argparse._SubParsersAction) -> None:
+    """Add ``django_start`` ... ``django_test`` to the ``coldoc`` command group."""
+    for command, text in COMMANDS.items():
+        parser = commands.add_parser(f'django_{command}', help=f'{text} (Django site, from its settings)')
+        parser.add_argument('--settings', help='the Django settings module (default: $DJANGO_SETTINGS_MODULE)')
+        parser.add_argument('--pythonpath', action='append',
+                            help='a directory to add to the Python path (repeatable), e.g. the site')
+        add_command_arguments(parser, command)
+        parser.set_defaults(handler=_cli_handler(command))
+
+
+if __name__ == '__main__':
+    from .django_support import server_main
+
+    sys.exit(server_main(sys.argv[1:]))

@@ -1,0 +1,413 @@
+"""Django integration: the ``COLDOC_TASKS_*`` settings, safe autostart, and
+the fork class for views.
+
+::
+
+    settings.py                 web process (wsgi.py / manage.py runserver)
+    COLDOC_TASKS_AUTOSTART      AppConfig.ready()
+    COLDOC_TASKS_INFOFILE ...     autostart(): for each name listed in the setting
+           |                      and allowed by $COLDOC_TASKS_AUTOSTART_OPTIONS,
+           v                      unless it already answers (under a file lock):
+    read_settings() -------->       coldoc: python -m coldoc_tasks.django_cli start ...
+                                      -> server_main(): django.setup() once, DB hooks,
+                                         then the ordinary coldoc server
+                                    celery: celery_tasks.autostart(env=...)
+                                      -> Celery's own Django fix-up sets Django up
+    view: get_fork_class()() --> the ForkClassChooser over the same settings
+
+Nothing started here autostarts anything: the environment of what is started
+loses ``COLDOC_TASKS_AUTOSTART_OPTIONS``, and a coldoc server also has
+``COLDOC_TASKS_IN_SERVER`` set.
+
+Workers never share a database connection: the server closes its
+connections before forking a worker, and a worker closes its own before and
+after every task (see :func:`install_database_hooks`).
+
+Django is imported only by the functions that need it, so that importing this
+module does not set Django up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from .daemon import AUTHKEY_ENV, ColdocTasksStartError, _wait_ready
+from .exceptions import ColdocTasksBackendUnavailableError, ColdocTasksException
+from .server.infofile import read_infofile, start_lock
+from .server.main import IN_SERVER_ENV
+
+__all__ = [
+    'AUTOSTART_OPTIONS_ENV', 'AUTOSTART_NAMES', 'TasksSettings', 'read_settings', 'autostart_allowed', 'autostart',
+    'autostart_coldoc', 'autostart_celery', 'start_coldoc_daemon', 'server_environment', 'server_main',
+    'install_database_hooks', 'get_chooser', 'get_fork_class', 'reset',
+]
+
+logger = logging.getLogger(__name__)
+
+#: The environment variable that allows autostarting in this process: ``autostart``
+#: or ``all`` allow every server the settings list, else a comma-separated list of names.
+AUTOSTART_OPTIONS_ENV = 'COLDOC_TASKS_AUTOSTART_OPTIONS'
+#: What ``COLDOC_TASKS_AUTOSTART`` may list.
+AUTOSTART_NAMES = ('coldoc', 'celery')
+_ALLOW_ALL = ('autostart', 'all')
+#: The module whose ``__main__`` runs a coldoc server for a Django site.
+SERVER_MODULE = 'coldoc_tasks.django_cli'
+
+
+class ColdocTasksSettingsError(ColdocTasksException):
+    """A ``COLDOC_TASKS_*`` setting has a value that cannot be used."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TasksSettings:
+    """The ``COLDOC_TASKS_*`` settings of a site, normalised (paths are
+    absolute ``str``; ``None`` where unset)."""
+
+    infofile: str
+    socket: str | None
+    password: bytes | None
+    celeryconfig: str | None
+    autostart: tuple[str, ...]
+    logfile: str | None
+    pythonpath: tuple[str, ...]
+    #: the settings module, which a started server imports
+    settings_module: str | None
+    #: True when COLDOC_TASKS_INFOFILE is unset and the per-site temporary one is used
+    default_infofile: bool = False
+
+    @property
+    def celery_logfile(self) -> str | None:
+        """The log of an autostarted Celery worker: beside the server's log."""
+        if not self.logfile:
+            return None
+        root, ext = os.path.splitext(self.logfile)
+        return f'{root}-celery{ext or ".log"}'
+
+
+def _path(name: str, value: Any) -> str | None:
+    if value is None or value == '':
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise ColdocTasksSettingsError(f'{name} must be a str or a pathlib.Path, not {type(value).__name__}')
+    return os.path.abspath(os.fspath(value))
+
+
+def parse_pythonpath(value: Any) -> tuple[str, ...]:
+    """``COLDOC_TASKS_PYTHONPATH``: a path or a list of paths, as absolute ``str``."""
+    if value is None or value == '':
+        return ()
+    if isinstance(value, (str, os.PathLike)):
+        value = [value]
+    if not isinstance(value, Iterable):
+        raise ColdocTasksSettingsError(
+            f'COLDOC_TASKS_PYTHONPATH must be a path or a list of paths, not {type(value).__name__}')
+    return tuple(_path('each entry of COLDOC_TASKS_PYTHONPATH', entry) for entry in value if entry)
+
+
+def parse_autostart(value: Any, celeryconfig: str | None = None) -> tuple[str, ...]:
+    """``COLDOC_TASKS_AUTOSTART``: ``'coldoc,celery'``, a list of names, or
+    ``True`` (coldoc, and celery if a celeryconfig is set); raise
+    :class:`ColdocTasksSettingsError` naming any unknown name."""
+    if value is None or value is False or value == '':
+        return ()
+    if value is True:
+        return ('coldoc', 'celery') if celeryconfig else ('coldoc',)
+    if isinstance(value, str):
+        names = [name.strip() for name in value.split(',')]
+    elif isinstance(value, Iterable):
+        names = [str(name).strip() for name in value]
+    else:
+        raise ColdocTasksSettingsError(
+            f'COLDOC_TASKS_AUTOSTART must be a comma-separated str or a list of names, not {type(value).__name__}')
+    names = [name for name in names if name]
+    unknown = [name for name in names if name not in AUTOSTART_NAMES]
+    if unknown:
+        raise ColdocTasksSettingsError(
+            f'COLDOC_TASKS_AUTOSTART lists unknown server(s) {", ".join(map(repr, unknown))}; '
+            f'known are {", ".join(AUTOSTART_NAMES)}')
+    return tuple(dict.fromkeys(names))
+
+
+def default_infofile_directory(settings_module: str | None, settings_file: str | None) -> str:
+    """The private temporary directory of a site's default infofile: the
+    same for every process of the site (so that they share one server),
+    different for different sites and users."""
+    key = f'{settings_module}\0{settings_file}'.encode()
+    digest = hashlib.sha256(key).hexdigest()[:12]
+    return os.path.join(tempfile.gettempdir(), f'coldoc-tasks-{os.getuid()}-{digest}')
+
+
+def _private_directory(path: str) -> str:
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        info = os.lstat(path)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+            raise ColdocTasksSettingsError(
+                f'{path} is not a private directory of this user: set COLDOC_TASKS_INFOFILE') from None
+    return path
+
+
+def read_settings(settings: Any = None) -> TasksSettings:
+    """Read the ``COLDOC_TASKS_*`` settings (of ``django.conf.settings`` by
+    default); raise :class:`ColdocTasksSettingsError` for a value that cannot
+    be used.  With no ``COLDOC_TASKS_INFOFILE``, the infofile goes to a
+    private temporary directory of the site (created here)."""
+    if settings is None:
+        from django.conf import settings
+    get = lambda name: getattr(settings, name, None)  # noqa: E731
+    settings_module = getattr(settings, 'SETTINGS_MODULE', None) or os.environ.get('DJANGO_SETTINGS_MODULE')
+    celeryconfig = _path('COLDOC_TASKS_CELERYCONFIG', get('COLDOC_TASKS_CELERYCONFIG'))
+    infofile = _path('COLDOC_TASKS_INFOFILE', get('COLDOC_TASKS_INFOFILE'))
+    default = infofile is None
+    if default:
+        module = sys.modules.get(settings_module or '')
+        directory = default_infofile_directory(settings_module, getattr(module, '__file__', None))
+        infofile = os.path.join(_private_directory(directory), 'infofile')
+    password = get('COLDOC_TASKS_PASSWORD')
+    if password is not None and not isinstance(password, (str, bytes)):
+        raise ColdocTasksSettingsError(f'COLDOC_TASKS_PASSWORD must be a str or bytes, not {type(password).__name__}')
+    return TasksSettings(
+        infofile=infofile,
+        socket=_path('COLDOC_TASKS_SOCKET', get('COLDOC_TASKS_SOCKET')),
+        password=password.encode('utf-8') if isinstance(password, str) else (password or None),
+        celeryconfig=celeryconfig,
+        autostart=parse_autostart(get('COLDOC_TASKS_AUTOSTART'), celeryconfig),
+        logfile=_path('COLDOC_TASKS_LOGFILE', get('COLDOC_TASKS_LOGFILE')),
+        pythonpath=parse_pythonpath(get('COLDOC_TASKS_PYTHONPATH')),
+        settings_module=settings_module,
+        default_infofile=default,
+    )
+
+
+# -- autostart ---------------------------------------------------------------------
+
+
+def autostart_allowed(name: str, environ: dict | None = None) -> bool:
+    """True if ``$COLDOC_TASKS_AUTOSTART_OPTIONS`` allows autostarting server
+    ``name`` in this process (and this process is not a task server)."""
+    environ = os.environ if environ is None else environ
+    if environ.get(IN_SERVER_ENV):
+        return False
+    words = {word.strip() for word in environ.get(AUTOSTART_OPTIONS_ENV, '').split(',')}
+    return name in words or any(word in words for word in _ALLOW_ALL)
+
+
+def server_environment(conf: TasksSettings, environ: dict | None = None) -> dict[str, str]:
+    """The environment of a server started for the site: it imports the
+    site's settings and code, and never autostarts anything itself."""
+    env = dict(os.environ if environ is None else environ)
+    env.pop(AUTOSTART_OPTIONS_ENV, None)
+    env.pop(IN_SERVER_ENV, None)
+    if not conf.settings_module:
+        raise ColdocTasksSettingsError(
+            'a server for a Django site needs its settings module: set DJANGO_SETTINGS_MODULE')
+    env['DJANGO_SETTINGS_MODULE'] = conf.settings_module
+    paths = [*conf.pythonpath, *([env['PYTHONPATH']] if env.get('PYTHONPATH') else [])]
+    if paths:
+        env['PYTHONPATH'] = os.pathsep.join(paths)
+    return env
+
+
+def start_coldoc_daemon(conf: TasksSettings, *, extra_args: Iterable[str] = (), timeout: float = 30.0) -> int:
+    """Start a coldoc server for the site in the background (it runs
+    ``django.setup()`` first, see :func:`server_main`); return its pid once
+    it serves.  Raise :class:`~coldoc_tasks.daemon.ColdocTasksStartError`
+    with its output if it cannot start (one already runs, for example)."""
+    env = server_environment(conf)
+    if conf.password:
+        env[AUTHKEY_ENV] = conf.password.hex()  # never on the command line
+    command = [sys.executable, '-m', SERVER_MODULE, 'start', conf.infofile]
+    if conf.socket:
+        command.append(conf.socket)
+    if conf.logfile:
+        command += ['--logfile', conf.logfile]
+    command += list(extra_args)
+    ready_r, ready_w = os.pipe()
+    command += ['--detach', '--ready-fd', str(ready_w)]
+    try:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, pass_fds=(ready_w,), env=env, start_new_session=True)
+    finally:
+        os.close(ready_w)
+    try:
+        ready, output = _wait_ready(ready_r, process, timeout)
+    finally:
+        os.close(ready_r)
+    if not ready:
+        detail = output.decode('utf-8', 'replace').strip() or 'no output'
+        if conf.logfile and os.path.exists(conf.logfile):
+            with open(conf.logfile, encoding='utf-8', errors='replace') as stream:
+                detail += '\nlast lines of the log:\n' + ''.join(stream.readlines()[-20:])
+        raise ColdocTasksStartError(f'the task server for {conf.infofile} did not start: {detail}')
+    pid = read_infofile(conf.infofile)['pid']
+    logger.info('coldoc task server for %s started (pid %d)', conf.infofile, pid)
+    return pid
+
+
+def autostart_coldoc(conf: TasksSettings, timeout: float = 30.0) -> int:
+    """Make sure a coldoc server serves the site: start one unless one
+    answers (race-free: many processes at once start one).  Return its pid."""
+    from .coldoc_tasks import ping
+
+    answer = ping(conf.infofile)
+    if answer is None:
+        if os.environ.get(IN_SERVER_ENV):
+            raise ColdocTasksStartError('a task server does not autostart another one')
+        with start_lock(conf.infofile):
+            answer = ping(conf.infofile)
+            if answer is None:
+                return start_coldoc_daemon(conf, timeout=timeout)
+    logger.info('autostart: the coldoc task server for %s answers (pid %d)', conf.infofile, answer['pid'])
+    return answer['pid']
+
+
+def autostart_celery(conf: TasksSettings, timeout: float = 60.0) -> int | None:
+    """Make sure a Celery worker serves the site's celeryconfig: start one
+    unless one answers.  Return the pid of the worker started, or None.
+
+    The worker gets ``DJANGO_SETTINGS_MODULE``, so Celery's own Django
+    fix-up sets Django up in it and closes database connections around tasks.
+    """
+    from . import celery_tasks
+
+    if not conf.celeryconfig:
+        raise ColdocTasksSettingsError('COLDOC_TASKS_AUTOSTART lists celery, but COLDOC_TASKS_CELERYCONFIG is not set')
+    pid = celery_tasks.autostart(conf.celeryconfig, conf.celery_logfile, timeout=timeout,
+                                 env=server_environment(conf))
+    logger.info('autostart: a Celery worker for %s %s', conf.celeryconfig,
+                'answers' if pid is None else f'started (pid {pid})')
+    return pid
+
+
+def autostart(conf: TasksSettings | None = None) -> dict[str, int | None]:
+    """Start the servers that ``COLDOC_TASKS_AUTOSTART`` lists and
+    ``$COLDOC_TASKS_AUTOSTART_OPTIONS`` allows, unless they answer.  Return
+    ``{name: pid}`` of those considered.  A server that cannot start is
+    logged, not raised: the chooser then falls back to another backend."""
+    conf = conf or read_settings()
+    done: dict[str, int | None] = {}
+    for name in conf.autostart:
+        if not autostart_allowed(name):
+            logger.debug('autostart of %s not allowed by $%s in this process', name, AUTOSTART_OPTIONS_ENV)
+            continue
+        try:
+            done[name] = autostart_coldoc(conf) if name == 'coldoc' else autostart_celery(conf)
+        except (ColdocTasksException, OSError) as exc:
+            logger.error('autostart of the %s server failed: %s', name, exc)
+    if done:
+        reset()  # choose again: what answers may have changed
+    return done
+
+
+# -- inside a started server ---------------------------------------------------------
+
+
+def _close_connections(*_: object) -> None:
+    from django.db import connections
+
+    connections.close_all()
+
+
+def install_database_hooks() -> None:
+    """Make a coldoc server in this process safe for the ORM: connections
+    are closed before a worker is forked, and in a worker before and after
+    each task, so that no two processes ever share one."""
+    from .server import worker_process
+
+    for hooks in (worker_process.BEFORE_FORK_HOOKS, worker_process.BEFORE_TASK_HOOKS,
+                  worker_process.AFTER_TASK_HOOKS):
+        if _close_connections not in hooks:
+            hooks.append(_close_connections)
+
+
+def setup_django_server() -> None:
+    """Prepare this process to be a site's coldoc server: mark it as a server
+    (so that the app never autostarts here), ``django.setup()`` once, and the
+    database hooks."""
+    import django
+    from django.apps import apps
+
+    os.environ.setdefault(IN_SERVER_ENV, str(os.getpid()))
+    os.environ.pop(AUTOSTART_OPTIONS_ENV, None)
+    if not apps.ready:
+        if not os.environ.get('DJANGO_SETTINGS_MODULE'):
+            raise ColdocTasksSettingsError('DJANGO_SETTINGS_MODULE is not set')
+        django.setup()
+    _close_connections()
+    install_database_hooks()
+
+
+def server_main(argv: list[str] | None = None) -> int:
+    """``python -m coldoc_tasks.django_cli start ...``: set Django up once,
+    then run the coldoc server command (same arguments as
+    ``python -m coldoc_tasks.coldoc_cli``)."""
+    from .coldoc_cli import main
+
+    try:
+        setup_django_server()
+    except Exception as exc:  # reported through the starting process's stderr
+        print(f'coldoc_tasks: cannot set up Django for the task server: {exc!r}', file=sys.stderr)
+        return 1
+    return main(argv)
+
+
+# -- the fork class for views ---------------------------------------------------------
+
+_chooser = None
+_chooser_lock = threading.Lock()
+
+
+def preferences(conf: TasksSettings) -> tuple[str, ...]:
+    """Which backends the site may use, best first: celery (if a
+    celeryconfig is set), coldoc, simple; nofork is the last resort."""
+    return (('celery',) if conf.celeryconfig else ()) + ('coldoc', 'simple')
+
+
+def get_chooser():
+    """The site's :class:`~coldoc_tasks.task_utils.ForkClassChooser`, made
+    from the settings on first use."""
+    global _chooser
+    with _chooser_lock:
+        if _chooser is None:
+            from .task_utils import ForkClassChooser
+
+            conf = read_settings()
+            _chooser = ForkClassChooser(infofile=conf.infofile, celeryconfig=conf.celeryconfig,
+                                        preferences=preferences(conf))
+        return _chooser
+
+
+def get_fork_class() -> type:
+    """The fork class to use now, chosen from the settings and checked again
+    from time to time: ``f = get_fork_class()(); f.run(cmd, *args)``."""
+    return get_chooser()()
+
+
+def reset() -> None:
+    """Forget the chooser (after a server was started, or settings changed)."""
+    global _chooser
+    with _chooser_lock:
+        _chooser = None
+
+
+def backend_unavailable_reason(name: str, conf: TasksSettings | None = None) -> str | None:
+    """Why backend ``name`` cannot be used now, or None if it can."""
+    from .task_utils import get_backend_fork_class
+
+    conf = conf or read_settings()
+    try:
+        get_backend_fork_class(name, infofile=conf.infofile, celeryconfig=conf.celeryconfig)
+    except ColdocTasksBackendUnavailableError as exc:
+        return str(exc)
+    return None

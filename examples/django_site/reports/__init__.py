@@ -1,0 +1,1 @@
+"""The example app: numbers factorised in the background."""
