@@ -76,6 +76,17 @@ from celery.concurrency.asynpool import AsynPool
 from celery.concurrency.prefork import TaskPool as PreforkTaskPool
 from celery.worker.control import control_command
 
+try:
+    from celery.backends.redis import RedisBackend
+except ImportError:  # no redis client installed: no claims
+    RedisBackend = None
+
+try:
+    from billiard.common import terminate_handler_fired as _terminate_handler_fired
+except ImportError:  # an older billiard: no way to tell, so every failure is the task's own
+    def _terminate_handler_fired() -> bool:
+        return False
+
 from .base import ForkBase
 from .exceptions import (
     ColdocTasksBackendUnavailableError,
@@ -97,7 +108,7 @@ logger = logging.getLogger(__name__)
 
 #: The name of the one Celery task that runs every call.
 RUN_TASK_NAME = 'coldoc_tasks.run_pickled_call'
-#: The worker control command that terminates a task (see :func:`_terminate_command`).
+#: The worker control command that terminates a task (see :func:`coldoc_tasks_terminate`).
 TERMINATE_COMMAND = 'coldoc_tasks_terminate'
 #: Environment variable naming the celeryconfig when none is given.
 ENV_CELERYCONFIG = 'COLDOC_TASKS_CELERYCONFIG'
@@ -240,9 +251,9 @@ def _on_worker_ready(**kwargs: Any) -> None:
 def _claim(backend: Any, task_id: str, owner: str) -> bool | None:
     """Claim the right to run task ``task_id``: True if won, False if
     somebody else holds it, None if the result backend cannot make claims."""
-    client = getattr(backend, 'client', None)
-    if type(backend).__name__ not in ('RedisBackend', 'SentinelBackend') or client is None:
+    if RedisBackend is None or not isinstance(backend, RedisBackend):
         return None
+    client = backend.client
     expires = backend.app.conf.result_expires
     if isinstance(expires, datetime.timedelta):
         expires = expires.total_seconds()
@@ -266,18 +277,10 @@ def _execute(data: bytes) -> bytes:
     return dumps_outcome(outcome)
 
 
-try:
-    from billiard.common import terminate_handler_fired as _terminate_handler_fired
-except ImportError:  # an older billiard: no way to tell, so every failure is the task's own
-    def _terminate_handler_fired() -> bool:
-        return False
-
-
 def run_pickled_call(task: celery.Task, data: bytes) -> bytes:
     """The body of the generic Celery task :data:`RUN_TASK_NAME`."""
     global _in_worker_slot
     _in_worker_slot = True
-    _become_group_leader()
     task_id = task.request.id
     if _claim(task.backend, task_id, f'worker {task.request.hostname} pid {os.getpid()}') is False:
         logger.info('task %s was run or terminated elsewhere: not running it', task_id)
@@ -290,7 +293,7 @@ def _signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
-@control_command(args=[('task_id', str), ('grace', float)], signature='<task_id> [grace]')
+@control_command(name=TERMINATE_COMMAND, args=[('task_id', str), ('grace', float)], signature='<task_id> [grace]')
 def coldoc_tasks_terminate(state: Any, task_id: str, grace: float = 2.0, **kwargs: Any) -> dict:
     """Terminate a coldoc_tasks task: SIGTERM to its process group, SIGKILL after grace."""
     from celery.worker import state as worker_state
@@ -298,7 +301,8 @@ def coldoc_tasks_terminate(state: Any, task_id: str, grace: float = 2.0, **kwarg
     worker_state.revoked.add(task_id)
     for request in list(worker_state.active_requests):
         pid = request.worker_pid
-        if request.id != task_id or not pid:
+        if request.id != task_id or not pid or pid == os.getpid():
+            # (a task run by the worker's main process, as in the solo pool, is not killed)
             continue
         own_group = _process_group(pid) == pid
         request.terminate(state.consumer.pool, signal=signal.SIGTERM)  # also stores REVOKED
@@ -728,9 +732,13 @@ def _wait_ready(read_fd: int, process: subprocess.Popen, timeout: float) -> bool
             if remaining <= 0:
                 return False
             readable, _, _ = select.select(watched, [], [], remaining)
-            if read_fd in readable:
-                return os.read(read_fd, 1) == b'1'
-            if readable:  # the worker exited
+            if read_fd in readable and os.read(read_fd, 1) == b'1':
+                return True
+            if readable:
+                # The worker is exiting: it closes its end of the pipe a moment
+                # before it can be reaped, and daemon() wants its exit code.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(max(0.0, deadline - time.monotonic()))
                 return False
     finally:
         if pidfd is not None:
