@@ -32,7 +32,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: coldoc and its two nearest peers, for the scale runs
 SCALE_SYSTEMS = ['coldoc-reuse', 'ppe', 'huey']
 #: seconds a child may take, per group: (full, quick)
-GROUP_TIMEOUTS = {'core': (150, 60), 'memory': (150, 60), 'scale': (240, 60)}
+GROUP_TIMEOUTS = {'core': (150, 60), 'memory': (150, 60), 'scale': (240, 60), 'quick': (60, 60)}
 
 
 def run_child(system: str, group: str, quick: bool, logdir: str) -> dict:
@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     results = {'command': shlex.join(['python', '-m', 'benchmarks', *given]),
                'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
                'quick': args.quick, 'machine': machine(), 'runs': []}
-    plan = [(system, group) for system in systems for group in ('core', 'memory')]
+    groups = ('quick',) if args.quick else ('core', 'memory')
+    plan = [(system, group) for system in systems for group in groups]
     plan += [(system, 'scale') for system in SCALE_SYSTEMS if system in systems]
     redis = services.ensure_redis(logdir)
     try:

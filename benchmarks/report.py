@@ -26,7 +26,7 @@ class Run:
     def workload(self, system: str, name: str) -> dict | None:
         group = {'W1': 'core', 'W2': 'core', 'W3': 'core', 'W5': 'core', 'W4': 'memory',
                  'queued': 'scale', 'clients': 'scale'}[name]
-        run = self.by.get((system, group))
+        run = self.by.get((system, group)) or self.by.get((system, 'quick'))
         if not run:
             return None
         data = run.get('workloads', {}).get(name)
@@ -123,7 +123,7 @@ def _range(data: dict | None, scale: float = 1.0, digits: int = 2) -> str:
 
 def _why_missing(run: Run, system: str, name: str) -> str:
     group = 'memory' if name == 'W4' else 'scale' if name in ('queued', 'clients') else 'core'
-    entry = run.by.get((system, group), {})
+    entry = run.by.get((system, group)) or run.by.get((system, 'quick'), {})
     if entry.get('unavailable'):
         return 'unavailable'
     data = entry.get('workloads', {}).get(name, {})
@@ -133,7 +133,7 @@ def _why_missing(run: Run, system: str, name: str) -> str:
 
 
 def _load(run: Run, system: str, group: str) -> str:
-    load = run.by.get((system, group), {}).get('load')
+    load = (run.by.get((system, group)) or run.by.get((system, 'quick'), {})).get('load')
     return 'n/a' if load is None else f'{load:.1f}'
 
 

@@ -23,8 +23,8 @@ FULL = {
     'scale_budget': 45.0, 'timeout': 60.0,
 }
 QUICK = {
-    'w1_n': 100, 'warmup': 5, 'w2_n': 300, 'w2_reps': 3, 'w3_n': 20, 'w3_ms': 25.0, 'w3_reps': 1,
-    'w4_n': 1000, 'w5_n': 5, 'w5_timeout': 2.0,
+    'w1_n': 50, 'warmup': 5, 'w2_n': 100, 'w2_reps': 3, 'w3_n': 20, 'w3_ms': 25.0, 'w3_reps': 1,
+    'w4_n': 500, 'w5_n': 5, 'w5_timeout': 1.0,
     'queued': [100, 1000], 'clients': [1, 4], 'clients_tasks': 200,
     'scale_budget': 5.0, 'timeout': 30.0,
 }
@@ -252,3 +252,5 @@ GROUPS = {
     'memory': [('W4', w4_memory)],
     'scale': [('queued', scale_queued), ('clients', scale_clients)],
 }
+# a quick run saves a server start per system: memory right after the core group
+GROUPS['quick'] = GROUPS['core'] + GROUPS['memory']
