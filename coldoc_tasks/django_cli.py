@@ -6,7 +6,7 @@ Two command lines share the code here::
     manage.py coldoc_tasks start|daemon|stop|status|ping|pid|test [...]
     coldoc_tasks_cli coldoc django_start|django_daemon|...|django_test --settings mysite.settings [...]
 
-``start`` and ``daemon`` take further options of ``coldoc_tasks_cli coldoc
+``start`` and ``daemon`` take the main options of ``coldoc_tasks_cli coldoc
 start`` (``--concurrency 2``, ``--queue pdf:1:fresh``, ``--verbose`` ...).
 
 ``python -m coldoc_tasks.django_cli start ...`` is how a server for a site is
@@ -35,6 +35,18 @@ COMMANDS = {
     'test': 'run a self-check against the live task server, Django included',
 }
 
+#: The options of "coldoc_tasks_cli coldoc start" that start and daemon pass on.
+SERVER_OPTIONS: list[tuple[str, type, str]] = [
+    ('--concurrency', int, 'tasks run at once on the default queue (default: CPUs)'),
+    ('--mode', str, 'default queue: reuse workers, or a fresh process per task (reuse, fresh)'),
+    ('--max-tasks-per-worker', int, 'default queue: recycle a worker after N tasks'),
+    ('--queue', list, 'configure a named queue (repeatable), NAME[:CONCURRENCY[:MODE[:MAX_TASKS]]]'),
+    ('--result-retention', float, 'seconds an uncollected result is kept'),
+    ('--terminate-grace', float, 'seconds between SIGTERM and SIGKILL when a task is terminated'),
+    ('--stop-grace', float, 'seconds running tasks get to finish when the server stops'),
+    ('--verbose', bool, 'log every task'),
+]
+
 
 def add_command_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     """Add the options of ``command`` to its ``parser``."""
@@ -46,8 +58,30 @@ def add_command_arguments(parser: argparse.ArgumentParser, command: str) -> None
     if command == 'status':
         parser.add_argument('--json', action='store_true', help='machine-readable output')
     if command in ('start', 'daemon'):
-        parser.add_argument('server_args', nargs=argparse.REMAINDER, metavar='SERVER_OPTION',
-                            help='options of "coldoc_tasks_cli coldoc start", e.g. --concurrency 2')
+        for flag, kind, text in SERVER_OPTIONS:
+            if kind is bool:
+                parser.add_argument(flag, action='store_true', help=text)
+            elif kind is list:
+                parser.add_argument(flag, action='append', help=text)
+            else:
+                parser.add_argument(flag, type=kind, help=text)
+
+
+def server_args(options: dict[str, Any]) -> list[str]:
+    """The server options given to ``start`` or ``daemon``, as a command line."""
+    argv: list[str] = []
+    for flag, kind, _ in SERVER_OPTIONS:
+        value = options.get(flag.lstrip('-').replace('-', '_'))
+        if value is None or value is False:
+            continue
+        if kind is bool:
+            argv.append(flag)
+        elif kind is list:
+            for item in value:
+                argv += [flag, item]
+        else:
+            argv += [flag, str(value)]
+    return argv
 
 
 def run(command: str, options: dict[str, Any]) -> int:
@@ -62,7 +96,7 @@ def run(command: str, options: dict[str, Any]) -> int:
         return 2
     timeout = options.get('timeout')
     timeout_args = [] if timeout is None else ['--timeout', str(timeout)]
-    server_args = list(options.get('server_args') or ())
+    extra = server_args(options)
     if command == 'start':
         django_support.setup_django_server()
         if conf.password:
@@ -71,12 +105,12 @@ def run(command: str, options: dict[str, Any]) -> int:
             os.environ[AUTHKEY_ENV] = conf.password.hex()  # never on the command line
         argv = ['start', conf.infofile, *([conf.socket] if conf.socket else [])]
         argv += ['--logfile', conf.logfile] if conf.logfile else []
-        return coldoc_cli.main(argv + server_args)
+        return coldoc_cli.main(argv + extra)
     if command == 'daemon':
         from .daemon import ColdocTasksStartError
 
         try:
-            pid = django_support.start_coldoc_daemon(conf, extra_args=server_args,
+            pid = django_support.start_coldoc_daemon(conf, extra_args=extra,
                                                      timeout=30.0 if timeout is None else timeout)
         except ColdocTasksStartError as exc:
             print(f'coldoc_tasks: {exc}', file=sys.stderr)

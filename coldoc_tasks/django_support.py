@@ -172,7 +172,8 @@ def read_settings(settings: Any = None) -> TasksSettings:
     default = infofile is None
     if default:
         module = sys.modules.get(settings_module or '')
-        directory = default_infofile_directory(settings_module, getattr(module, '__file__', None))
+        settings_file = getattr(module, '__file__', None)
+        directory = default_infofile_directory(settings_module, settings_file and os.path.realpath(settings_file))
         infofile = os.path.join(_private_directory(directory), 'infofile')
     password = get('COLDOC_TASKS_PASSWORD')
     if password is not None and not isinstance(password, (str, bytes)):
@@ -250,9 +251,7 @@ def start_coldoc_daemon(conf: TasksSettings, *, extra_args: Iterable[str] = (), 
             with open(conf.logfile, encoding='utf-8', errors='replace') as stream:
                 detail += '\nlast lines of the log:\n' + ''.join(stream.readlines()[-20:])
         raise ColdocTasksStartError(f'the task server for {conf.infofile} did not start: {detail}')
-    pid = read_infofile(conf.infofile)['pid']
-    logger.info('coldoc task server for %s started (pid %d)', conf.infofile, pid)
-    return pid
+    return read_infofile(conf.infofile)['pid']
 
 
 def autostart_coldoc(conf: TasksSettings, timeout: float = 30.0) -> int:
@@ -267,8 +266,10 @@ def autostart_coldoc(conf: TasksSettings, timeout: float = 30.0) -> int:
         with start_lock(conf.infofile):
             answer = ping(conf.infofile)
             if answer is None:
-                return start_coldoc_daemon(conf, timeout=timeout)
-    logger.info('autostart: the coldoc task server for %s answers (pid %d)', conf.infofile, answer['pid'])
+                pid = start_coldoc_daemon(conf, timeout=timeout)
+                logger.info('autostart: coldoc task server for %s started (pid %d)', conf.infofile, pid)
+                return pid
+    logger.info('autostart: coldoc task server for %s answers (pid %d)', conf.infofile, answer['pid'])
     return answer['pid']
 
 

@@ -16,13 +16,13 @@ from collections.abc import Callable
 
 import pytest
 
-pytest.register_assert_rewrite('tests.fixtures_coldoc', 'tests.fixtures_celery')
+pytest.register_assert_rewrite('tests.fixtures_coldoc', 'tests.fixtures_celery', 'tests.fixtures_django')
 
 from coldoc_tasks.simple_tasks import NoFork, SimpleFork  # noqa: E402 - after the rewrite hook
 from tests import fixtures_celery, fixtures_coldoc  # noqa: E402
 from tests.helpers import Rendezvous  # noqa: E402
 
-pytest_plugins = ['tests.fixtures_coldoc', 'tests.fixtures_celery']
+pytest_plugins = ['tests.fixtures_coldoc', 'tests.fixtures_celery', 'tests.fixtures_django']
 
 IN_CI = os.environ.get('CI', '').lower() in ('1', 'true', 'yes')
 
