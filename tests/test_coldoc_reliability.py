@@ -608,3 +608,38 @@ def test_no_secret_in_logs_or_status_and_private_files(coldoc_server):
     assert os.stat(info['socket']).st_mode & 0o777 == 0o600
     assert os.stat(os.path.dirname(info['socket'])).st_mode & 0o777 == 0o700
     assert_healthy(coldoc_server)
+
+
+def connection_is_own(infofile):
+    """In a forked child: run a coldoc task and say whether the connection
+    used belongs to this process."""
+    from coldoc_tasks import client
+
+    f = bind_fork_class(infofile)()
+    f.run(jobs.add, 1, 1)
+    assert f.wait(timeout=10) == 2
+    return [connection.pid == os.getpid() for connection in client._connections.values()]
+
+
+def test_one_connection_per_process_and_none_per_task(coldoc_server, monkeypatch):
+    import coldoc_tasks.coldoc_tasks as module
+    from coldoc_tasks.simple_tasks import SimpleFork
+
+    F = fork_for(coldoc_server)
+    warm = F()
+    warm.run(jobs.add, 0)
+    warm.wait(timeout=10)
+    before = counters(coldoc_server)['connections']
+    reads = []
+    monkeypatch.setattr(module, 'read_infofile', lambda path: reads.append(path) or read_infofile(path))
+    forks = [F() for _ in range(200)]
+    for i, f in enumerate(forks):
+        f.run(jobs.add, i, 1)
+    assert [f.wait(timeout=30) for f in forks] == list(range(1, 201))
+    assert reads == []  # the infofile is read once per process, not per task
+    assert counters(coldoc_server)['connections'] == before + 1  # + the status request itself
+    # a forked child makes its own connection, never its parent's
+    child = SimpleFork()
+    child.run(connection_is_own, coldoc_server.infofile)
+    assert child.wait(timeout=30) == [True]
+    assert_healthy(coldoc_server)
