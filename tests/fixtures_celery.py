@@ -151,6 +151,10 @@ def remove_queue(app, queue: str) -> None:
         for exchange in (queue, f'{queue}.pidbox', f'reply.{queue}.pidbox'):
             with contextlib.suppress(Exception):
                 channel.exchange_delete(exchange)
+        client = getattr(channel, 'client', None)  # the Redis transport keeps bindings as keys
+        if client is not None:
+            for key in list(client.scan_iter(match=f'*{queue}*')):
+                client.delete(key)
 
 
 @pytest.fixture(scope='session')
