@@ -39,15 +39,20 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .base import ForkBase
 from .daemon import AUTHKEY_ENV, ColdocTasksStartError, _wait_ready
 from .exceptions import ColdocTasksBackendUnavailableError, ColdocTasksException
 from .server.infofile import read_infofile, start_lock
 from .server.main import IN_SERVER_ENV
 
+if TYPE_CHECKING:
+    from .task_utils import ForkClassChooser
+
 __all__ = [
-    'AUTOSTART_OPTIONS_ENV', 'AUTOSTART_NAMES', 'TasksSettings', 'read_settings', 'autostart_allowed', 'autostart',
+    'AUTOSTART_OPTIONS_ENV', 'AUTOSTART_NAMES', 'ColdocTasksSettingsError', 'TasksSettings', 'read_settings',
+    'autostart_allowed', 'autostart',
     'autostart_coldoc', 'autostart_celery', 'start_coldoc_daemon', 'server_environment', 'server_main',
     'install_database_hooks', 'get_chooser', 'get_fork_class', 'reset',
 ]
@@ -304,7 +309,7 @@ def autostart(conf: TasksSettings | None = None) -> dict[str, int | None]:
             continue
         try:
             done[name] = autostart_coldoc(conf) if name == 'coldoc' else autostart_celery(conf)
-        except (ColdocTasksException, OSError) as exc:
+        except (ColdocTasksException, OSError, ImportError) as exc:
             logger.error('autostart of the %s server failed: %s', name, exc)
     if done:
         reset()  # choose again: what answers may have changed
@@ -365,7 +370,7 @@ def server_main(argv: list[str] | None = None) -> int:
 
 # -- the fork class for views ---------------------------------------------------------
 
-_chooser = None
+_chooser: ForkClassChooser | None = None
 _chooser_lock = threading.Lock()
 
 
@@ -375,7 +380,7 @@ def preferences(conf: TasksSettings) -> tuple[str, ...]:
     return (('celery',) if conf.celeryconfig else ()) + ('coldoc', 'simple')
 
 
-def get_chooser():
+def get_chooser() -> ForkClassChooser:
     """The site's :class:`~coldoc_tasks.task_utils.ForkClassChooser`, made
     from the settings on first use."""
     global _chooser
@@ -389,7 +394,7 @@ def get_chooser():
         return _chooser
 
 
-def get_fork_class() -> type:
+def get_fork_class() -> type[ForkBase]:
     """The fork class to use now, chosen from the settings and checked again
     from time to time: ``f = get_fork_class()(); f.run(cmd, *args)``."""
     return get_chooser()()
