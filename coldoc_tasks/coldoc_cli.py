@@ -43,6 +43,8 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
                         help='seconds a new connection has to authenticate (default 5)')
     parser.add_argument('--max-message-size', type=int,
                         help='largest call or result in bytes (default 512 MiB)')
+    parser.add_argument('--preload', action='append', default=[], metavar='MODULE',
+                        help='import this module in the server, so that workers start with it (repeatable)')
     parser.add_argument('--verbose', '-v', action='store_true', help='log every task')
 
 
@@ -75,7 +77,8 @@ def _queues(args: argparse.Namespace) -> list[QueueConfig]:
 
 def _server_options(args: argparse.Namespace) -> dict:
     options = {'result_retention': args.result_retention, 'terminate_grace': args.terminate_grace,
-               'stop_grace': args.stop_grace, 'handshake_timeout': args.handshake_timeout}
+               'stop_grace': args.stop_grace, 'handshake_timeout': args.handshake_timeout,
+               'preload': args.preload}
     if args.max_message_size:
         options['max_message_size'] = args.max_message_size
     return options
@@ -113,7 +116,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     except ColdocTasksServerRunningError as exc:
         print(f'coldoc_tasks_cli: {exc}', file=sys.stderr)
         return 1
-    except (ColdocTasksException, OSError, ValueError) as exc:
+    except (ColdocTasksException, OSError, ValueError, ImportError) as exc:
         print(f'coldoc_tasks_cli: cannot start the server: {exc}', file=sys.stderr)
         return 1
     return 0

@@ -50,7 +50,8 @@ def server_command(infofile: PathLike, socket_path: PathLike | None = None, *, l
             queue = f'{queue.name}:{queue.concurrency}:{queue.mode}:{queue.max_tasks_per_worker or ""}'
         command += ['--queue', queue]
     for name, value in (options or {}).items():
-        command += [f'--{name.replace("_", "-")}', str(value)]
+        for item in (value if isinstance(value, (list, tuple)) else [value]):
+            command += [f'--{name.replace("_", "-")}', str(item)]
     return command
 
 

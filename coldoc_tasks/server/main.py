@@ -4,6 +4,7 @@ authkey, the infofile, logging; then the event loop until it stops."""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import logging.handlers
 import os
@@ -12,7 +13,7 @@ import stat
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from .. import __version__
 from ..exceptions import ColdocTasksException
@@ -75,16 +76,20 @@ def run_server(infofile: PathLike, socket_path: PathLike | None = None, authkey:
                queues: list[QueueConfig] | None = None, logfile: PathLike | None = None,
                result_retention: float = 3600.0, terminate_grace: float = 2.0, stop_grace: float = 10.0,
                handshake_timeout: float = 5.0, max_message_size: int = DEFAULT_MAX_BODY,
-               on_ready: Callable[[dict], None] | None = None) -> None:
+               preload: Iterable[str] = (), on_ready: Callable[[dict], None] | None = None) -> None:
     """Run a coldoc task server in this process until it is stopped.
 
     Missing ``socket_path`` or ``authkey`` are taken from the previous
     infofile, if any (so clients holding them reconnect), else a fresh socket
     in a private directory and a random key.  Raise
     :class:`ColdocTasksServerRunningError` if a live server holds the
-    infofile.  ``on_ready(info)`` is called once clients can connect.
+    infofile.  ``preload``: modules imported before any worker is forked,
+    so that workers start with them (the code of the tasks, typically).
+    ``on_ready(info)`` is called once clients can connect.
     """
     infofile = os.path.abspath(os.fspath(infofile))
+    for module in preload:
+        importlib.import_module(module)
     lock = ServerLock(infofile)
     if not lock.acquire():
         raise ColdocTasksServerRunningError(infofile, lock_holder(infofile))

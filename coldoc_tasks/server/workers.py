@@ -47,7 +47,8 @@ class QueueConfig:
 
     ``concurrency``: how many of its tasks run at once (default: the number
     of CPUs).  ``mode``: ``'reuse'`` keeps workers for the next task,
-    ``'fresh'`` forks a new worker for each task.  ``max_tasks_per_worker``:
+    ``'fresh'`` runs each task in a new process (one is kept forked in
+    advance, so the fork is not on the task's path).  ``max_tasks_per_worker``:
     in reuse mode, replace a worker after this many tasks (``None``: never).
     """
 
@@ -97,7 +98,9 @@ class Queue:
         self.queued = 0
         self.running = 0
         self.borrowed = 0
+        # workers waiting for a task; in fresh mode, the one forked in advance
         self.idle: list[Worker] = []
+        self.spare_planned = False
 
     @property
     def limit(self) -> int:
@@ -192,6 +195,18 @@ class WorkerPool:
             worker.channel.send(encode_message(('run', task.task_id), call))
             self.loop.want_write(worker.channel)
             logger.debug('task %s (%s) started in worker %d', task.task_id, task.cmd_name, worker.pid)
+        if queue.config.mode == 'fresh' and not queue.idle and not queue.spare_planned and not self.draining:
+            # Fork the next task's process now, off its critical path: the
+            # timer runs after this turn of the loop has sent the task out.
+            queue.spare_planned = True
+            self.loop.call_later(0, lambda: self._fork_spare(queue))
+
+    def _fork_spare(self, queue: Queue) -> None:
+        queue.spare_planned = False
+        if not queue.idle and not self.draining:
+            worker = self._spawn(queue)
+            if worker is not None:
+                queue.idle.append(worker)
 
     def cancel(self, task: Task, why: str) -> None:
         """Cancel a queued task: it will never run."""
@@ -298,7 +313,7 @@ class WorkerPool:
     def _retire(self, worker: Worker) -> None:
         if not worker.retiring:
             worker.retiring = True
-            if worker.queue.config.mode != 'fresh':  # a fresh worker leaves by itself
+            if worker.queue.config.mode != 'fresh' or not worker.tasks_done:  # else it leaves by itself
                 worker.channel.send(encode_message(('exit',)))
                 self.loop.want_write(worker.channel)
 
