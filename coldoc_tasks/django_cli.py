@@ -44,6 +44,7 @@ SERVER_OPTIONS: list[tuple[str, type, str]] = [
     ('--result-retention', float, 'seconds an uncollected result is kept'),
     ('--terminate-grace', float, 'seconds between SIGTERM and SIGKILL when a task is terminated'),
     ('--stop-grace', float, 'seconds running tasks get to finish when the server stops'),
+    ('--preload', list, 'import this module in the server once, before forking workers (repeatable)'),
     ('--verbose', bool, 'log every task'),
 ]
 

@@ -134,7 +134,7 @@ def test_manage_py_commands_control_the_site_server(django_site):
     assert django_site.manage('coldoc_tasks', 'ping', check=False).returncode != 0
     assert django_site.manage('coldoc_tasks', 'pid', check=False).returncode != 0
 
-    started = django_site.manage('coldoc_tasks', 'daemon', '--concurrency', '1')
+    started = django_site.manage('coldoc_tasks', 'daemon', '--concurrency', '1', '--preload', 'reports.tasks')
     (server,) = task_servers(django_site.directory)
     assert f'(pid {server})' in started.stdout
     assert django_site.manage('coldoc_tasks', 'pid').stdout.strip() == str(server)
