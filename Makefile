@@ -24,7 +24,7 @@ test: lint
 	$(MAKE) test-django6
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_DJANGO6) build *.egg-info .pytest_cache .ruff_cache
 
 # Benchmarks against the peers (docs/benchmarks.md): see benchmarks/README.md.
 .PHONY: bench bench-quick

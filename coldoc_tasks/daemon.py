@@ -37,10 +37,15 @@ class ColdocTasksStartError(ColdocTasksException):
     """A task server could not be started; the message holds its own output."""
 
 
+#: The module whose command line ``start`` runs a server.
+SERVER_MODULE = 'coldoc_tasks.coldoc_cli'
+
+
 def server_command(infofile: PathLike, socket_path: PathLike | None = None, *, logfile: PathLike | None = None,
-                   queues: Iterable[QueueConfig | str] = (), options: dict | None = None) -> list[str]:
+                   queues: Iterable[QueueConfig | str] = (), options: dict | None = None,
+                   server_module: str = SERVER_MODULE) -> list[str]:
     """The command line that runs a server in the foreground."""
-    command = [sys.executable, '-m', 'coldoc_tasks.coldoc_cli', 'start', os.fspath(infofile)]
+    command = [sys.executable, '-m', server_module, 'start', os.fspath(infofile)]
     if socket_path:
         command.append(os.fspath(socket_path))
     if logfile:
@@ -58,7 +63,8 @@ def server_command(infofile: PathLike, socket_path: PathLike | None = None, *, l
 def tasks_daemon_start(infofile: PathLike, socket_path: PathLike | None = None, authkey: bytes | str | None = None,
                        *, logfile: PathLike | None = None, queues: Iterable[QueueConfig | str] = (),
                        pythonpath: Iterable[PathLike] | PathLike | None = None, env: dict | None = None,
-                       timeout: float = 30.0, **options) -> int:
+                       timeout: float = 30.0, server_module: str = SERVER_MODULE, extra_args: Iterable[str] = (),
+                       **options) -> int:
     """Start a server for ``infofile`` in the background and return its pid
     once it serves; raise :class:`ColdocTasksStartError` with its output if
     it cannot start (for example because one is already running).
@@ -66,7 +72,10 @@ def tasks_daemon_start(infofile: PathLike, socket_path: PathLike | None = None, 
     ``options`` are the keyword options of :func:`run_server`
     (``result_retention``, ``terminate_grace``, ``stop_grace``, ...).
     ``pythonpath`` is put in front of the server's ``PYTHONPATH``, so that
-    it can import the code of the tasks.
+    it can import the code of the tasks; ``env`` replaces the environment it
+    inherits.  ``server_module`` is the module run as ``python -m MODULE
+    start ...`` (one that prepares the process first, such as the Django
+    one); ``extra_args`` are more options for its command line.
     """
     environment = dict(os.environ if env is None else env)
     environment.pop(IN_SERVER_ENV, None)
@@ -77,8 +86,9 @@ def tasks_daemon_start(infofile: PathLike, socket_path: PathLike | None = None, 
         existing = environment.get('PYTHONPATH')
         environment['PYTHONPATH'] = os.pathsep.join([*map(os.fspath, paths), *([existing] if existing else [])])
     ready_r, ready_w = os.pipe()
-    command = server_command(infofile, socket_path, logfile=logfile, queues=queues, options=options)
-    command += ['--detach', '--ready-fd', str(ready_w)]
+    command = server_command(infofile, socket_path, logfile=logfile, queues=queues, options=options,
+                             server_module=server_module)
+    command += [*extra_args, '--detach', '--ready-fd', str(ready_w)]
     try:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, pass_fds=(ready_w,), env=environment,

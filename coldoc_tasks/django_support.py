@@ -34,7 +34,6 @@ import hashlib
 import logging
 import os
 import stat
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,9 +41,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .base import ForkBase
-from .daemon import AUTHKEY_ENV, ColdocTasksStartError, _wait_ready
+from .daemon import tasks_daemon_autostart, tasks_daemon_start
 from .exceptions import ColdocTasksBackendUnavailableError, ColdocTasksException
-from .server.infofile import read_infofile, start_lock
 from .server.main import IN_SERVER_ENV
 
 if TYPE_CHECKING:
@@ -230,52 +228,18 @@ def start_coldoc_daemon(conf: TasksSettings, *, extra_args: Iterable[str] = (), 
     ``django.setup()`` first, see :func:`server_main`); return its pid once
     it serves.  Raise :class:`~coldoc_tasks.daemon.ColdocTasksStartError`
     with its output if it cannot start (one already runs, for example)."""
-    env = server_environment(conf)
-    if conf.password:
-        env[AUTHKEY_ENV] = conf.password.hex()  # never on the command line
-    command = [sys.executable, '-m', SERVER_MODULE, 'start', conf.infofile]
-    if conf.socket:
-        command.append(conf.socket)
-    if conf.logfile:
-        command += ['--logfile', conf.logfile]
-    command += list(extra_args)
-    ready_r, ready_w = os.pipe()
-    command += ['--detach', '--ready-fd', str(ready_w)]
-    try:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE, pass_fds=(ready_w,), env=env, start_new_session=True)
-    finally:
-        os.close(ready_w)
-    try:
-        ready, output = _wait_ready(ready_r, process, timeout)
-    finally:
-        os.close(ready_r)
-    if not ready:
-        detail = output.decode('utf-8', 'replace').strip() or 'no output'
-        if conf.logfile and os.path.exists(conf.logfile):
-            with open(conf.logfile, encoding='utf-8', errors='replace') as stream:
-                detail += '\nlast lines of the log:\n' + ''.join(stream.readlines()[-20:])
-        raise ColdocTasksStartError(f'the task server for {conf.infofile} did not start: {detail}')
-    return read_infofile(conf.infofile)['pid']
+    return tasks_daemon_start(conf.infofile, conf.socket, conf.password, logfile=conf.logfile,
+                              env=server_environment(conf), server_module=SERVER_MODULE,
+                              extra_args=extra_args, timeout=timeout)
 
 
 def autostart_coldoc(conf: TasksSettings, timeout: float = 30.0) -> int:
     """Make sure a coldoc server serves the site: start one unless one
     answers (race-free: many processes at once start one).  Return its pid."""
-    from .coldoc_tasks import ping
-
-    answer = ping(conf.infofile)
-    if answer is None:
-        if os.environ.get(IN_SERVER_ENV):
-            raise ColdocTasksStartError('a task server does not autostart another one')
-        with start_lock(conf.infofile):
-            answer = ping(conf.infofile)
-            if answer is None:
-                pid = start_coldoc_daemon(conf, timeout=timeout)
-                logger.info('autostart: coldoc task server for %s started (pid %d)', conf.infofile, pid)
-                return pid
-    logger.info('autostart: coldoc task server for %s answers (pid %d)', conf.infofile, answer['pid'])
-    return answer['pid']
+    pid = tasks_daemon_autostart(conf.infofile, conf.socket, conf.password, logfile=conf.logfile,
+                                 env=server_environment(conf), server_module=SERVER_MODULE, timeout=timeout)
+    logger.info('autostart: coldoc task server for %s: pid %d', conf.infofile, pid)
+    return pid
 
 
 def autostart_celery(conf: TasksSettings, timeout: float = 60.0) -> int | None:
