@@ -88,11 +88,11 @@ def _fail(exc: Exception) -> int:
 
 
 def _start(args: argparse.Namespace) -> int:
-    from . import celery_tasks
+    from . import celery_control
     from .exceptions import ColdocTasksException
 
     try:
-        celery_tasks.start(args.celeryconfig, concurrency=args.concurrency, queues=args.queues,
+        celery_control.start(args.celeryconfig, concurrency=args.concurrency, queues=args.queues,
                            hostname=args.hostname, loglevel=args.loglevel, logfile=args.logfile)
     except ColdocTasksException as exc:
         return _fail(exc)
@@ -100,11 +100,11 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _daemon(args: argparse.Namespace) -> int:
-    from . import celery_tasks
+    from . import celery_control
     from .exceptions import ColdocTasksException
 
     try:
-        pid = celery_tasks.daemon(args.celeryconfig, args.logfile, timeout=args.timeout, concurrency=args.concurrency,
+        pid = celery_control.daemon(args.celeryconfig, args.logfile, timeout=args.timeout, concurrency=args.concurrency,
                                   queues=args.queues, hostname=args.hostname, loglevel=args.loglevel)
     except ColdocTasksException as exc:
         return _fail(exc)
@@ -117,11 +117,11 @@ def _timeout(args: argparse.Namespace, default: float) -> float:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from . import celery_tasks
+    from . import celery_control
     from .exceptions import ColdocTasksException
 
     try:
-        stopped = celery_tasks.stop(_celeryconfig(args), timeout=_timeout(args, 10.0))
+        stopped = celery_control.stop(_celeryconfig(args), timeout=_timeout(args, 10.0))
     except ColdocTasksException as exc:
         return _fail(exc)
     if not stopped:
@@ -132,11 +132,11 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from . import celery_tasks
+    from . import celery_control
     from .exceptions import ColdocTasksException
 
     try:
-        workers = celery_tasks.status(_celeryconfig(args), timeout=_timeout(args, 1.0))
+        workers = celery_control.status(_celeryconfig(args), timeout=_timeout(args, 1.0))
     except ColdocTasksException as exc:
         return _fail(exc)
     if args.json:
@@ -156,11 +156,11 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _ping(args: argparse.Namespace) -> int:
-    from . import celery_tasks
+    from . import celery_control
     from .exceptions import ColdocTasksException
 
     try:
-        names = celery_tasks.ping(_celeryconfig(args), timeout=_timeout(args, 1.0))
+        names = celery_control.ping(_celeryconfig(args), timeout=_timeout(args, 1.0))
     except ColdocTasksException as exc:
         return _fail(exc)
     if not names:
@@ -172,11 +172,11 @@ def _ping(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from . import celery_tasks
+    from . import celery_control
     from .exceptions import ColdocTasksException
 
     try:
-        elapsed = celery_tasks.test(_celeryconfig(args), timeout=_timeout(args, 30.0))
+        elapsed = celery_control.test(_celeryconfig(args), timeout=_timeout(args, 30.0))
     except ColdocTasksException as exc:
         return _fail(exc)
     print(f'ok: a task made the round trip in {elapsed * 1000:.1f} ms')

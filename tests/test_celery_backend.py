@@ -211,3 +211,23 @@ def test_status_names_the_running_callable(celery_worker, rendezvous):
 def test_test_reports_a_round_trip(celery_worker):
     elapsed = celery_tasks.test(celery_worker.celeryconfig, timeout=30)
     assert 0 < elapsed < 30
+
+
+def test_every_name_keeps_its_import_path_and_the_worker_its_task_names(celery_worker):
+    from celery.utils.imports import symbol_by_name
+
+    from coldoc_tasks import celery_app, celery_control
+    from coldoc_tasks import celery_worker as worker_side
+
+    for name in celery_tasks.__all__:
+        assert getattr(celery_tasks, name) is not None
+    assert symbol_by_name('coldoc_tasks.celery_tasks:CeleryTaskPool') is worker_side.CeleryTaskPool
+    assert celery_tasks.setup_app is celery_app.setup_app and celery_tasks.daemon is celery_control.daemon
+    assert CeleryFork.__module__ == 'coldoc_tasks.celery_tasks'  # so fork objects pickled before still load
+    # what the submitting side sends is what the worker registered and answers to
+    app = celery_tasks.app_for(celery_worker.celeryconfig)
+    (registered,) = app.control.inspect(timeout=5).registered().values()
+    assert celery_tasks.RUN_TASK_NAME in registered and celery_tasks.RUN_TASK_NAME in app.tasks
+    replies = app.control.broadcast(celery_tasks.TERMINATE_COMMAND, arguments={'task_id': 'no-such-task'},
+                                    reply=True, timeout=5)
+    assert replies and all('not running here' in str(reply) for reply in replies)

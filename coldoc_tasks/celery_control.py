@@ -1,0 +1,297 @@
+"""Control Celery workers for the ``celery`` backend: :func:`start` (in the
+foreground), :func:`daemon` (in the background), :func:`stop`,
+:func:`status`, :func:`ping`, :func:`autostart` and :func:`test`, the same
+as ``coldoc_tasks_cli celery ...``.  The celeryconfig file is only ever read.
+
+:func:`daemon` starts ``coldoc_tasks_cli celery start`` as a child, with the
+write end of a pipe named by ``$COLDOC_TASKS_CELERY_READY_FD``; the worker
+writes one byte to it when Celery says it is ready
+(:func:`~coldoc_tasks.celery_worker.announce_ready_through`), and
+:func:`daemon` then waits until it answers a ping.  Either the byte, the
+child's exit or the timeout ends the wait, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import select
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import celery
+
+from .celery_app import app_for, app_of, resolve_celeryconfig
+from .celery_worker import CeleryTaskPool, announce_ready_through
+from .exceptions import ColdocTasksBackendUnavailableError, ColdocTasksUsageError
+
+__all__ = ['CHECK_TIMEOUT', 'start', 'daemon', 'stop', 'status', 'ping', 'autostart', 'test']
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a worker has to answer a ping when checking whether Celery is usable.
+CHECK_TIMEOUT = 1.0
+#: Set by :func:`daemon` for the worker it starts: a pipe to write to once ready.
+_ENV_READY_FD = 'COLDOC_TASKS_CELERY_READY_FD'
+
+
+def broker_uri(app: celery.Celery) -> str:
+    """The URI of ``app``'s broker, without the password."""
+    with app.connection_for_write() as conn:
+        return conn.as_uri()
+
+
+def _check_broker(app: celery.Celery, timeout: float) -> None:
+    with app.connection_for_write(connect_timeout=timeout) as conn:
+        try:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
+        except Exception as exc:
+            raise ColdocTasksBackendUnavailableError(
+                f'the Celery broker {conn.as_uri()} cannot be reached: {exc}') from exc
+
+
+def ping(celeryconfig: str | os.PathLike | None = None, timeout: float = 1.0, *, app: celery.Celery | None = None,
+         destination: list[str] | None = None, limit: int | None = None) -> list[str]:
+    """The names of the workers that answer a ping within ``timeout``
+    seconds (all of them, or those in ``destination``; with ``limit``, stop
+    at that many).  Raise :class:`ColdocTasksBackendUnavailableError` if the
+    broker cannot be reached."""
+    app = app_of(celeryconfig, app)
+    _check_broker(app, timeout)
+    if destination is not None and limit is None:
+        limit = len(destination)
+    try:
+        replies = app.control.ping(destination=destination, timeout=timeout, limit=limit) or []
+    except Exception as exc:
+        raise ColdocTasksBackendUnavailableError(f'cannot ping Celery workers on {broker_uri(app)}: {exc}') from exc
+    return sorted(name for reply in replies for name in reply)
+
+
+def status(celeryconfig: str | os.PathLike | None = None, timeout: float = 1.0, *,
+           app: celery.Celery | None = None) -> dict[str, dict[str, Any]]:
+    """What each worker that answers is doing: ``{name: {'pid', 'concurrency',
+    'active', 'reserved', 'registered'}}``; tasks are listed as dicts with
+    ``id`` and ``name`` (the callable's name for coldoc_tasks calls)."""
+    app = app_of(celeryconfig, app)
+    names = ping(app=app, timeout=timeout)
+    if not names:
+        return {}
+    inspect = app.control.inspect(destination=names, timeout=timeout, limit=len(names))
+    stats = inspect.stats() or {}
+    active = inspect.active() or {}
+    reserved = inspect.reserved() or {}
+    registered = inspect.registered() or {}
+
+    def tasks(requests: list[dict]) -> list[dict]:
+        return [{'id': r.get('id'), 'name': r.get('name'), 'worker_pid': r.get('worker_pid'),
+                 'time_start': r.get('time_start')} for r in requests or ()]
+
+    return {name: {
+        'pid': stats.get(name, {}).get('pid'),
+        'concurrency': stats.get(name, {}).get('pool', {}).get('max-concurrency'),
+        'active': tasks(active.get(name)),
+        'reserved': tasks(reserved.get(name)),
+        'registered': sorted(registered.get(name) or ()),
+    } for name in names}
+
+
+def start(celeryconfig: str | os.PathLike, *, concurrency: int | None = None, queues: list[str] | None = None,
+          hostname: str | None = None, loglevel: str = 'INFO', logfile: str | os.PathLike | None = None,
+          extra_args: list[str] | None = None) -> None:
+    """Run a Celery worker for ``celeryconfig`` in this process, in the
+    foreground, until it is stopped.  ``queues`` default to the app's
+    default queue; ``hostname`` to ``coldoc_tasks.PID@HOST``."""
+    app = app_for(celeryconfig)
+    ready = os.environ.pop(_ENV_READY_FD, None)
+    if ready:
+        announce_ready_through(int(ready))
+    argv = ['worker', '--loglevel', loglevel,
+            '--hostname', hostname or f'coldoc_tasks.{os.getpid()}@{socket.gethostname()}']
+    if concurrency:
+        argv += ['--concurrency', str(concurrency)]
+    if queues:
+        argv += ['--queues', ','.join(queues)]
+    if logfile:
+        argv += ['--logfile', os.fspath(logfile)]
+    if app.conf.worker_pool == 'prefork':
+        app.conf.worker_pool = f'{CeleryTaskPool.__module__}:CeleryTaskPool'
+    app.worker_main(argv + list(extra_args or ()))
+
+
+def daemon(celeryconfig: str | os.PathLike, logfile: str | os.PathLike | None = None, *, timeout: float = 60.0,
+           concurrency: int | None = None, queues: list[str] | None = None, hostname: str | None = None,
+           loglevel: str = 'INFO', env: dict[str, str] | None = None) -> int:
+    """Start a Celery worker for ``celeryconfig`` in the background and
+    return its pid once it answers a ping.  Its output goes to ``logfile``
+    (appended), or nowhere.  Raise :class:`ColdocTasksBackendUnavailableError`
+    if it does not come up within ``timeout`` seconds (it is then stopped)."""
+    path = resolve_celeryconfig(celeryconfig)
+    app = app_for(path, reload_if_changed=True)
+    _check_broker(app, CHECK_TIMEOUT)
+    hostname = hostname or f'coldoc_tasks.{os.getpid()}.{os.urandom(3).hex()}@{socket.gethostname()}'
+    command = [sys.executable, '-m', 'coldoc_tasks.cli', 'celery', 'start', path, '--hostname', hostname,
+               '--loglevel', loglevel]
+    if concurrency:
+        command += ['--concurrency', str(concurrency)]
+    for queue in queues or ():
+        command += ['--queue', queue]
+    read_fd, write_fd = os.pipe()
+    environment = dict(os.environ if env is None else env)
+    environment[_ENV_READY_FD] = str(write_fd)
+    output = open(logfile, 'ab') if logfile else subprocess.DEVNULL  # noqa: SIM115 (closed below)
+    try:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                                   env=environment, pass_fds=(write_fd,), start_new_session=True)
+    finally:
+        os.close(write_fd)
+        if logfile:
+            output.close()
+    try:
+        ready = _wait_ready(read_fd, process, timeout)
+    finally:
+        os.close(read_fd)
+    where = f'; see its log {logfile}' if logfile else '; give a log file to see why'
+    if ready and _answers(app, hostname, timeout):
+        logger.info('Celery worker %s started (pid %s)', hostname, process.pid)
+        return process.pid
+    code = process.poll()
+    if code is None:
+        _stop_process(process)
+        raise ColdocTasksBackendUnavailableError(f'the Celery worker did not answer within {timeout} s{where}')
+    raise ColdocTasksBackendUnavailableError(f'the Celery worker exited with code {code} before it was ready{where}')
+
+
+def _answers(app: celery.Celery, hostname: str, timeout: float) -> bool:
+    """True once worker ``hostname`` answers a ping, within ``timeout``."""
+    # A worker says it is ready a moment before it listens to broadcasts (with
+    # Redis, a publish/subscribe channel that keeps nothing for late comers),
+    # so a first ping may be lost: ping again, briefly each time.
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        if ping(app=app, timeout=min(0.5, remaining), destination=[hostname]):
+            return True
+
+
+def _wait_ready(read_fd: int, process: subprocess.Popen, timeout: float) -> bool:
+    """Block until the worker writes to the pipe (True), or exits, or
+    ``timeout`` passes (False)."""
+    deadline = time.monotonic() + timeout
+    pidfd = os.pidfd_open(process.pid) if hasattr(os, 'pidfd_open') else None
+    try:
+        watched = [read_fd] + ([pidfd] if pidfd is not None else [])
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            readable, _, _ = select.select(watched, [], [], remaining)
+            if read_fd in readable and os.read(read_fd, 1) == b'1':
+                return True
+            if readable:
+                # The worker is exiting: it closes its end of the pipe a moment
+                # before it can be reaped, and daemon() wants its exit code.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(max(0.0, deadline - time.monotonic()))
+                return False
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _stop_process(process: subprocess.Popen, grace: float = 10.0) -> None:
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def stop(celeryconfig: str | os.PathLike | None = None, timeout: float = 10.0, *, app: celery.Celery | None = None,
+         destination: list[str] | None = None) -> dict[str, int | None]:
+    """Ask the workers (all that answer, or those in ``destination``) to
+    shut down (running tasks finish first) and wait up to ``timeout`` seconds
+    for those on this machine to exit.  Return ``{name: pid}`` of the
+    workers told."""
+    app = app_of(celeryconfig, app)
+    names = destination or ping(app=app, timeout=CHECK_TIMEOUT)
+    if not names:
+        return {}
+    stats = app.control.inspect(destination=names, timeout=CHECK_TIMEOUT, limit=len(names)).stats() or {}
+    pids = {name: stats.get(name, {}).get('pid') for name in names}
+    app.control.shutdown(destination=names, reply=True, timeout=CHECK_TIMEOUT, limit=len(names))
+    deadline = time.monotonic() + timeout
+    host = socket.gethostname()
+    for name, pid in pids.items():
+        if pid and name.endswith('@' + host):
+            _wait_pid_gone(pid, max(0.0, deadline - time.monotonic()))
+    logger.info('Celery workers told to stop: %s', ', '.join(names))
+    return pids
+
+
+def _wait_pid_gone(pid: int, timeout: float) -> bool:
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([pidfd], [], [], timeout)[0])
+    finally:
+        os.close(pidfd)
+
+
+@contextlib.contextmanager
+def _autostart_lock(path: str):
+    # One lock per celeryconfig, so that processes autostarting at once start one worker.
+    digest = hashlib.sha256(path.encode()).hexdigest()[:16]
+    lock_path = os.path.join(tempfile.gettempdir(), f'coldoc_tasks-celery-{os.getuid()}-{digest}.lock')
+    with open(lock_path, 'a') as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def autostart(celeryconfig: str | os.PathLike, logfile: str | os.PathLike | None = None, *,
+              timeout: float = 60.0, **daemon_options: Any) -> int | None:
+    """Start a worker with :func:`daemon` unless one already answers a ping.
+    Return the pid of the worker started, or None if none was needed."""
+    path = resolve_celeryconfig(celeryconfig)
+    with _autostart_lock(path):
+        running = ping(path, timeout=CHECK_TIMEOUT, limit=1)
+        if running:
+            logger.debug('Celery worker %s already answers: not starting one', running[0])
+            return None
+        return daemon(path, logfile, timeout=timeout, **daemon_options)
+
+
+def test(celeryconfig: str | os.PathLike | None = None, timeout: float = 30.0, *,
+         app: celery.Celery | None = None) -> float:
+    """Run a trivial task and one that raises, on the workers; return the
+    round-trip time of the first in seconds.  Raise what went wrong."""
+    from .celery_tasks import CeleryFork
+
+    if app is None:
+        f = CeleryFork(celeryconfig=resolve_celeryconfig(celeryconfig))
+        g = CeleryFork(celeryconfig=f._celeryconfig)
+    else:
+        f, g = CeleryFork(app=app), CeleryFork(app=app)
+    started = time.monotonic()
+    f.run(pow, 2, 10)
+    if f.wait(timeout=timeout) != 1024:
+        raise ColdocTasksUsageError('the test task returned a wrong value')
+    elapsed = time.monotonic() - started
+    g.run(int, 'not a number')
+    if not isinstance(g.wait(timeout=timeout, raise_exception=False), ValueError):
+        raise ColdocTasksUsageError('the test task did not raise the expected ValueError')
+    return elapsed
