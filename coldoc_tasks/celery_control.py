@@ -40,6 +40,11 @@ logger = logging.getLogger(__name__)
 CHECK_TIMEOUT = 1.0
 #: Set by :func:`daemon` for the worker it starts: a pipe to write to once ready.
 _ENV_READY_FD = 'COLDOC_TASKS_CELERY_READY_FD'
+#: Set by :func:`daemon` with no log file: the worker's output goes nowhere once it is ready.
+_ENV_SILENCE = 'COLDOC_TASKS_CELERY_SILENCE_AFTER_READY'
+#: How much of a failed worker's output its error message quotes.
+_TAIL_LINES = 15
+_TAIL_BYTES = 4096
 
 
 def broker_uri(app: celery.Celery) -> str:
@@ -110,8 +115,10 @@ def start(celeryconfig: str | os.PathLike, *, concurrency: int | None = None, qu
     default queue; ``hostname`` to ``coldoc_tasks.PID@HOST``."""
     app = app_for(celeryconfig)
     ready = os.environ.pop(_ENV_READY_FD, None)
+    silence = os.environ.pop(_ENV_SILENCE, None) == '1'
     if ready:
-        announce_ready_through(int(ready))
+        announce_ready_through(int(ready), silence=silence)
+    _allow_pickle_as_root(os.environ)
     argv = ['worker', '--loglevel', loglevel,
             '--hostname', hostname or f'coldoc_tasks.{os.getpid()}@{socket.gethostname()}']
     if concurrency:
@@ -145,27 +152,64 @@ def daemon(celeryconfig: str | os.PathLike, logfile: str | os.PathLike | None = 
     read_fd, write_fd = os.pipe()
     environment = dict(os.environ if env is None else env)
     environment[_ENV_READY_FD] = str(write_fd)
-    output = open(logfile, 'ab') if logfile else subprocess.DEVNULL  # noqa: SIM115 (closed below)
+    _allow_pickle_as_root(environment)
+    if logfile:
+        output = open(logfile, 'a+b')  # noqa: SIM115 (closed below; read for its tail)
+    else:
+        output = tempfile.TemporaryFile(prefix='coldoc_tasks-celery-')  # noqa: SIM115 (closed below)
+        environment[_ENV_SILENCE] = '1'
     try:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                                   env=environment, pass_fds=(write_fd,), start_new_session=True)
+        start_offset = output.seek(0, os.SEEK_END)
+        try:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                                       env=environment, pass_fds=(write_fd,), start_new_session=True)
+        finally:
+            os.close(write_fd)
+        try:
+            ready = _wait_ready(read_fd, process, timeout)
+        finally:
+            os.close(read_fd)
+        if ready and _answers(app, hostname, timeout):
+            logger.info('Celery worker %s started (pid %s)', hostname, process.pid)
+            return process.pid
+        code = process.poll()
+        if code is None:
+            _stop_process(process)
+        tail = _tail(output.fileno(), start_offset)
     finally:
-        os.close(write_fd)
-        if logfile:
-            output.close()
-    try:
-        ready = _wait_ready(read_fd, process, timeout)
-    finally:
-        os.close(read_fd)
-    where = f'; see its log {logfile}' if logfile else '; give a log file to see why'
-    if ready and _answers(app, hostname, timeout):
-        logger.info('Celery worker %s started (pid %s)', hostname, process.pid)
-        return process.pid
-    code = process.poll()
+        output.close()
+    said = f'; its last output:\n{tail}' if tail else '; it wrote nothing'
+    where = f' (in its log {logfile})' if logfile and tail else ''
     if code is None:
-        _stop_process(process)
-        raise ColdocTasksBackendUnavailableError(f'the Celery worker did not answer within {timeout} s{where}')
-    raise ColdocTasksBackendUnavailableError(f'the Celery worker exited with code {code} before it was ready{where}')
+        raise ColdocTasksBackendUnavailableError(f'the Celery worker did not answer within {timeout} s{said}{where}')
+    raise ColdocTasksBackendUnavailableError(
+        f'the Celery worker exited with code {code} before it was ready{said}{where}')
+
+
+def _allow_pickle_as_root(environment: dict[str, str] | os._Environ) -> None:
+    """Let a worker run as root accept pickle (Celery refuses unless told)."""
+    if os.geteuid() != 0 or environment.get('C_FORCE_ROOT'):
+        return
+    # Without it the worker exits at once, with code 0 and only a warning in
+    # its log: the backend cannot work without pickle.
+    environment['C_FORCE_ROOT'] = 'true'
+    logger.warning('running as root: setting C_FORCE_ROOT for the Celery worker, since the coldoc_tasks backend '
+                   'needs pickle; whoever can write to the broker or the result backend can then run code as root, '
+                   'so they must be trusted (better: run workers as an ordinary user)')
+
+
+def _tail(fd: int, offset: int) -> str:
+    """The last lines written to file ``fd`` after ``offset``."""
+    try:
+        end = os.fstat(fd).st_size
+        start = max(offset, end - _TAIL_BYTES)
+        data = os.pread(fd, end - start, start)
+    except OSError:
+        return ''
+    lines = data.decode(errors='replace').splitlines()
+    if start > offset:
+        lines = lines[1:]  # the first one may be cut
+    return '\n'.join(lines[-_TAIL_LINES:]).strip()
 
 
 def _answers(app: celery.Celery, hostname: str, timeout: float) -> bool:

@@ -64,6 +64,10 @@ _in_worker_slot = False
 # The write end of a pipe to the process that started this worker (daemon()),
 # written to once the worker is ready.
 _ready_fd: int | None = None
+# daemon() with no log file gives the worker a temporary file for its output,
+# only so as to report why a worker that failed to start did: once ready, the
+# worker's processes write nowhere instead.
+_silence_after_ready = False
 
 
 def in_worker_slot() -> bool:
@@ -71,10 +75,21 @@ def in_worker_slot() -> bool:
     return _in_worker_slot
 
 
-def announce_ready_through(fd: int | None) -> None:
-    """Write to ``fd`` (then close it) when this process's worker is ready."""
-    global _ready_fd
+def announce_ready_through(fd: int | None, silence: bool = False) -> None:
+    """Write to ``fd`` (then close it) when this process's worker is ready;
+    with ``silence``, send the output of its processes to /dev/null from then on."""
+    global _ready_fd, _silence_after_ready
     _ready_fd = fd
+    _silence_after_ready = silence
+
+
+def _silence_output() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in (1, 2):
+            os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 def _become_group_leader() -> None:
@@ -96,6 +111,8 @@ def _on_worker_process_init(**kwargs: Any) -> None:
         with contextlib.suppress(OSError):
             os.close(_ready_fd)
         _ready_fd = None
+    if _silence_after_ready:
+        _silence_output()
 
 
 @celery.signals.worker_ready.connect(weak=False)
@@ -108,6 +125,8 @@ def _on_worker_ready(**kwargs: Any) -> None:
         except OSError:
             logger.warning('cannot tell the process that started this worker that it is ready')
         _ready_fd = None
+        if _silence_after_ready:
+            _silence_output()
 
 
 def execute(data: bytes) -> bytes:

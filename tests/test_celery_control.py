@@ -155,7 +155,28 @@ def test_a_worker_that_cannot_start_is_reported(redis_celeryconfig, tmp_path):
     with pytest.raises(ColdocTasksBackendUnavailableError, match='exited with code') as info:
         celery_tasks.daemon(broken, logfile, timeout=60, env=worker_environment())
     assert str(logfile) in str(info.value)
+    assert 'its last output' in str(info.value) and 'no_such_module' in str(info.value)  # the tail of its log
     assert time.monotonic() - start < 30
+    with pytest.raises(ColdocTasksBackendUnavailableError, match='exited with code') as info:
+        celery_tasks.daemon(broken, timeout=60, env=worker_environment())  # no log file: its own output
+    assert 'no_such_module' in str(info.value)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='only root needs C_FORCE_ROOT')
+def test_as_root_the_worker_is_allowed_pickle_with_a_warning(redis_celeryconfig, tmp_path, caplog):
+    environment = worker_environment()
+    environment.pop('C_FORCE_ROOT', None)
+    logfile = tmp_path / 'worker.log'
+    with caplog.at_level('WARNING', logger='coldoc_tasks.celery_control'):
+        pid = celery_tasks.daemon(redis_celeryconfig, logfile, timeout=60, concurrency=1, env=environment)
+    try:
+        assert 'C_FORCE_ROOT' in caplog.text and 'pickle' in caplog.text and 'trusted' in caplog.text
+        f = celery_tasks.get_fork_class(celeryconfig=redis_celeryconfig)()
+        f.run(pow, 2, 5)
+        assert f.wait(timeout=30) == 32
+    finally:
+        celery_tasks.stop(redis_celeryconfig, timeout=30)
+        kill_tree(pid)
 
 
 def test_daemon_refuses_an_unreachable_broker(tmp_path):
