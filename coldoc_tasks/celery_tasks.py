@@ -25,6 +25,14 @@ completes however small the pool is.  (Celery's own advice is never to wait
 inside a task; this is why waiting is safe here, and ``get`` is called with
 ``disable_sync_subtasks=False``.)
 
+A wait never hangs on a task that cannot finish: while no result comes, it
+looks every :attr:`CeleryFork.liveness_interval` seconds at the task's records
+(:mod:`.celery_claims`).  No result, no claim and no *submitted* marker: the
+result expired, :class:`ColdocTasksUnknownTaskError`.  A claim by a process of
+this machine that is gone (its worker's main process was killed, taking its
+pool with it, and Celery stored nothing): :class:`ColdocTasksProcessLookupError`.
+A process on another machine cannot be checked this way.
+
 The backend is split by concern: :mod:`.celery_app` (the celeryconfig and the
 app), :mod:`.celery_worker` (what runs in the worker), :mod:`.celery_claims`
 (who runs a task), :mod:`.celery_control` (starting and stopping workers), and
@@ -39,6 +47,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -50,7 +59,7 @@ from celery.backends.asynchronous import Drainer
 
 from .base import ForkBase
 from .celery_app import ENV_CELERYCONFIG, app_for, load_celeryconfig, make_app, resolve_celeryconfig, setup_app
-from .celery_claims import claim
+from .celery_claims import Claim, claim, mark_submitted, records, results_expire_after
 from .celery_control import CHECK_TIMEOUT, autostart, broker_uri, daemon, ping, start, status, stop, test
 from .celery_worker import RUN_TASK_NAME, TERMINATE_COMMAND, CeleryTaskPool, execute, in_worker_slot
 from .exceptions import (
@@ -58,6 +67,7 @@ from .exceptions import (
     ColdocTasksConnectionError,
     ColdocTasksProcessLookupError,
     ColdocTasksTimeoutError,
+    ColdocTasksUnknownTaskError,
     ColdocTasksUsageError,
 )
 from .outcome import Outcome, dumps_call, loads_outcome
@@ -69,6 +79,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds a waiter still waits for the result of a task whose process is gone.
+_LAST_LOOK = 1.0
 
 
 class CeleryTimeoutError(ColdocTasksTimeoutError, celery.exceptions.TimeoutError):
@@ -123,6 +136,8 @@ class CeleryFork(ForkBase):
     """
 
     fork_type = 'celery'
+    #: Seconds between two looks, while waiting, at why a task has no result yet.
+    liveness_interval: ClassVar[float] = 2.0
     #: The celeryconfig of a class bound to one by :func:`fork_class_for`.
     celeryconfig: ClassVar[str | None] = None
 
@@ -151,9 +166,15 @@ class CeleryFork(ForkBase):
         if self.queue not in (None, True, False, ''):
             options['queue'] = str(self.queue)
         app = self.app
+        task_id = str(uuid.uuid4())
+        try:
+            mark_submitted(app.backend, task_id)
+        except Exception as exc:
+            raise ColdocTasksConnectionError(
+                f'cannot record task {self.cmd_name} in the Celery result backend: {exc}') from exc
         try:
             result = app.send_task(RUN_TASK_NAME, args=(data,), serializer='pickle', shadow=self.cmd_name,
-                                   argsrepr=f'<pickled call of {len(data)} bytes>', **options)
+                                   argsrepr=f'<pickled call of {len(data)} bytes>', task_id=task_id, **options)
         except kombu.exceptions.OperationalError as exc:
             raise ColdocTasksConnectionError(f'cannot send task {self.cmd_name} to the Celery broker: {exc}') from exc
         self._call_data = data
@@ -168,11 +189,55 @@ class CeleryFork(ForkBase):
         app = self.app
         _precise_timeouts(app.backend)
         result = app.AsyncResult(self.task_id)  # made here: Celery's backends are per thread
-        try:
-            result.get(timeout=timeout, propagate=False, disable_sync_subtasks=False)
-        except celery.exceptions.TimeoutError:
-            raise self._timeout_error(timeout) from None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            # Block on the result, but look every liveness_interval seconds at
+            # why it is not there: a result that expired, or a process that
+            # vanished without Celery noticing, would otherwise be waited for
+            # until the timeout (or for ever).
+            step = self.liveness_interval
+            if deadline is not None:
+                step = min(step, max(0.0, deadline - time.monotonic()))
+            try:
+                result.get(timeout=step, propagate=False, disable_sync_subtasks=False)
+                break
+            except celery.exceptions.TimeoutError:
+                pass
+            lost = self._why_no_result(app, result)
+            if lost is not None:
+                return lost
+            if deadline is not None and time.monotonic() >= deadline:
+                raise self._timeout_error(timeout) from None
         return self._outcome_of(result.state, result.result, result.traceback)
+
+    def _why_no_result(self, app: celery.Celery, result: Any) -> Outcome | None:
+        """Look at the records of a task with no result yet (see
+        :mod:`.celery_claims`): None if it is queued or running, an outcome
+        if its process is gone; raise :class:`ColdocTasksUnknownTaskError` if
+        its result expired or it was never sent."""
+        found = records(app.backend, self.task_id)
+        if found is None or result.ready():
+            return None  # no Redis: nothing to tell
+        submitted, owner = found
+        what = f'task {self.task_id} ({self.cmd_name})'
+        if owner is None:
+            if submitted:
+                return None  # still in its queue
+            raise ColdocTasksUnknownTaskError(
+                f'{what} is unknown to the Celery result backend: its result expired (result_expires is '
+                f'{results_expire_after(app.backend)} s) or it was never sent')
+        if not owner.process_gone():
+            return None
+        # A process that stored its result and exited, or whose loss Celery is
+        # about to report (naming the signal), gets a last short wait.
+        try:
+            result.get(timeout=_LAST_LOOK, propagate=False, disable_sync_subtasks=False)
+            return None
+        except celery.exceptions.TimeoutError:
+            pass
+        logger.info('%s: %s, which claimed it, is gone', what, owner.describe())
+        return Outcome(exception=ColdocTasksProcessLookupError(
+            f'{what}: {owner.describe()}, which was running it, is gone and stored no result'))
 
     def _run_here_if_unclaimed(self) -> Outcome | None:
         with self._run_here_lock:
@@ -180,7 +245,7 @@ class CeleryFork(ForkBase):
             if data is None:
                 return None
             backend = self.app.backend
-            if not claim(backend, self.task_id, f'waiting task, pid {os.getpid()}'):
+            if not claim(backend, self.task_id, Claim.here('waiter')):
                 return None
             logger.debug('task %s (%s) not started yet: run by its waiting task', self.task_id, self.cmd_name)
             backend.store_result(self.task_id, None, states.STARTED)  # so that a revoke does not overwrite it
@@ -214,7 +279,7 @@ class CeleryFork(ForkBase):
 
     def _terminate(self) -> None:
         app = self.app
-        claimed = claim(app.backend, self.task_id, 'terminated before it started')
+        claimed = claim(app.backend, self.task_id, Claim('terminated'))
         if claimed:
             app.backend.mark_as_revoked(self.task_id, reason='terminated before it started')
             logger.info('task %s (%s) terminated before it started', self.task_id, self.cmd_name)

@@ -44,7 +44,7 @@ except ImportError:  # an older billiard: no way to tell, so every failure is th
     def _terminate_handler_fired() -> bool:
         return False
 
-from .celery_claims import claim
+from .celery_claims import Claim, claim
 from .exceptions import ColdocTasksSerializationError
 from .outcome import Outcome, call_capturing, dumps_outcome, loads_call
 
@@ -151,7 +151,7 @@ def run_pickled_call(task: celery.Task, data: bytes) -> bytes:
     global _in_worker_slot
     _in_worker_slot = True
     task_id = task.request.id
-    if claim(task.backend, task_id, f'worker {task.request.hostname} pid {os.getpid()}') is False:
+    if claim(task.backend, task_id, Claim.here('worker', task.request.hostname)) is False:
         logger.info('task %s was run or terminated elsewhere: not running it', task_id)
         raise celery.exceptions.Ignore()
     return execute(data)
