@@ -38,11 +38,12 @@ __all__ = ['ForkBase', 'new_task_id']
 class _SharedState:
     """What every fork object of one task in this process shares."""
 
-    __slots__ = ('lock', 'outcome', '__weakref__')
+    __slots__ = ('lock', 'outcome', 'pid', '__weakref__')
 
     def __init__(self):
         self.lock = threading.Lock()
         self.outcome: Outcome | None = None
+        self.pid = os.getpid()
 
 
 _shared_states: weakref.WeakValueDictionary[tuple[str, str], _SharedState] = weakref.WeakValueDictionary()
@@ -240,7 +241,7 @@ class ForkBase:
     def _shared_state(self) -> _SharedState:
         # Held by the instance, so that the state lives as long as any copy.
         shared = self._shared
-        if shared is None:
+        if shared is None or shared.pid != os.getpid():  # none yet, or inherited through fork()
             shared = self._shared = _shared_state(self.fork_type, self.task_id)
         return shared
 

@@ -44,9 +44,10 @@ class PushSlot:
     ``latch`` is released when it has (or when the connection broke, leaving
     ``message`` None)."""
 
-    __slots__ = ('latch', 'message', 'body', '__weakref__')
+    __slots__ = ('latch', 'message', 'body', 'pid', '__weakref__')
 
     def __init__(self):
+        self.pid = os.getpid()  # a copy inherited by a forked child is not fed
         self.latch = threading.Lock()
         self.latch.acquire()
         self.message: tuple | None = None
@@ -103,7 +104,11 @@ class ServerConnection:
         self.push_slots: weakref.WeakValueDictionary[str, PushSlot] = weakref.WeakValueDictionary()
         self._thread = threading.Thread(target=self._read_loop, name=f'coldoc-tasks-client {address}', daemon=True)
         self._thread.start()
-        info = self.request(('ping',), timeout=connect_timeout)[0][2]
+        try:
+            info = self.request(('ping',), timeout=connect_timeout)[0][2]
+        except BaseException:
+            self.close()
+            raise
         self.server_pid: int = info['pid']
         self.max_message_size: int = info['max_message_size']
 

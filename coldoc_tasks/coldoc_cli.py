@@ -33,13 +33,13 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--queue', action='append', default=[], type=_queue_spec,
                         metavar='NAME[:CONCURRENCY[:MODE[:MAX_TASKS]]]',
                         help='configure a named queue (repeatable), e.g. pdf:1:fresh')
-    parser.add_argument('--result-retention', type=float, default=3600.0,
+    parser.add_argument('--result-retention', type=_seconds, default=3600.0,
                         help='seconds an uncollected result is kept (default 3600)')
-    parser.add_argument('--terminate-grace', type=float, default=2.0,
+    parser.add_argument('--terminate-grace', type=_seconds, default=2.0,
                         help='seconds between SIGTERM and SIGKILL when a task is terminated (default 2)')
-    parser.add_argument('--stop-grace', type=float, default=10.0,
+    parser.add_argument('--stop-grace', type=_seconds, default=10.0,
                         help='seconds running tasks get to finish when the server stops (default 10)')
-    parser.add_argument('--handshake-timeout', type=float, default=5.0,
+    parser.add_argument('--handshake-timeout', type=_seconds, default=5.0,
                         help='seconds a new connection has to authenticate (default 5)')
     parser.add_argument('--max-message-size', type=int,
                         help='largest call or result in bytes (default 512 MiB)')
@@ -51,6 +51,15 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
 def _queue_spec(spec: str) -> QueueConfig:
     try:
         return QueueConfig.parse(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(text: str) -> float:
+    from .server.server import check_seconds
+
+    try:
+        return check_seconds('a duration', float(text))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -254,7 +263,7 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
         command.add_argument('--timeout', type=float, default=60.0 if name == 'stop' else 5.0,
                              help='seconds to wait for an answer')
         command.set_defaults(handler=handler)
-    commands.choices['stop'].add_argument('--grace', type=float,
+    commands.choices['stop'].add_argument('--grace', type=_seconds,
                                           help="seconds running tasks get to finish (default: the server's)")
     commands.choices['status'].add_argument('--json', action='store_true', help='machine-readable output')
     try:  # the django_* forms, which read everything from the Django settings

@@ -138,6 +138,10 @@ class ColdocFork(ForkBase):
 
     def _collect(self, timeout: float | None) -> Outcome:
         slot = self._push
+        if slot is not None and slot.pid != os.getpid():
+            # Inherited through fork(): only the parent's connection is fed
+            # with the push; ask the server instead.
+            slot = self._push = None
         if slot is not None:
             if not slot.latch.acquire(timeout=-1 if timeout is None else timeout):
                 raise self._timeout_error(timeout)
@@ -172,7 +176,10 @@ class ColdocFork(ForkBase):
         return Outcome(exception=ColdocTasksProcessLookupError(message[3]))
 
     def _terminate(self) -> None:
-        self._connection().request(('terminate', self.task_id), timeout=30)
+        if self._push is not None and self._push.message is not None:
+            return  # it has ended: its outcome is here
+        with contextlib.suppress(ColdocTasksUnknownTaskError):  # it ended and was collected
+            self._connection().request(('terminate', self.task_id), timeout=30)
 
     def __getstate__(self) -> dict:
         if self.task_id is not None and self._outcome is None and not self._inline:

@@ -246,11 +246,11 @@ class SimpleFork(ForkBase):
         return task_id
 
     def _child(self) -> _Child:
+        if os.getpid() != self._owner_pid:  # a pickled copy, or one inherited through fork()
+            raise ColdocTasksUsageError(
+                f'a simple task can be waited for only from the process that ran it (pid {self._owner_pid}); '
+                f'this is pid {os.getpid()}: use the coldoc or celery backend to share tasks between processes')
         if self._child_ref is None:
-            if os.getpid() != self._owner_pid:
-                raise ColdocTasksUsageError(
-                    f'a simple task can be waited for only from the process that ran it (pid {self._owner_pid}); '
-                    f'this is pid {os.getpid()}: use the coldoc or celery backend to share tasks between processes')
             child = _children.get(self.task_id)
             if child is None:
                 raise ColdocTasksUsageError(

@@ -643,3 +643,125 @@ def test_one_connection_per_process_and_none_per_task(coldoc_server, monkeypatch
     child.run(connection_is_own, coldoc_server.infofile)
     assert child.wait(timeout=30) == [True]
     assert_healthy(coldoc_server)
+
+
+def test_stop_delivers_a_big_result_that_ends_within_the_grace(make_server, rendezvous):
+    server = make_server()
+    f = fork_for(server)()
+    f.run(jobs.rendezvous_then_big, rendezvous.address, 20 * 1024 * 1024)
+    conn, _ = rendezvous.accept()
+    stopper = threading.Thread(target=shutdown, args=(server.infofile,), kwargs={'grace': 30, 'timeout': 60})
+    stopper.start()
+    wait_until(lambda: ping(server.infofile) is None, what='the server no longer accepting')
+    rendezvous.release(conn)
+    assert f.wait(timeout=30) == b'y' * (20 * 1024 * 1024)
+    stopper.join(timeout=60)
+    assert wait_process_gone(server.pid)
+
+
+def inherit_and_wait(fork_object, fork_backend):
+    """Fork (not pickle) a process that waits on ``fork_object``; return
+    what it saw."""
+    child = fork_backend()
+    child.run(_wait_inherited, fork_object)
+    return child.wait(timeout=30)
+
+
+def _wait_inherited(fork_object):
+    try:
+        return fork_object.wait(timeout=10)
+    except Exception as exc:
+        return f'{type(exc).__name__}: {exc}'
+
+
+def test_a_fork_object_inherited_through_fork(coldoc_server):
+    from coldoc_tasks.simple_tasks import SimpleFork
+
+    f = fork_for(coldoc_server)()
+    f.run(jobs.add, 20, 22)
+    seen = inherit_and_wait(f, SimpleFork)  # never a hang: the value, or a clear error
+    assert seen == 42 or ('ColdocTasksUnknownTaskError' in seen and 'already collected' in seen), seen
+    assert f.wait(timeout=10) == 42
+    s = SimpleFork()
+    s.run(jobs.add, 1, 2)
+    seen = inherit_and_wait(s, SimpleFork)
+    assert 'only from the process that ran it' in seen
+    assert s.wait(timeout=10) == 3
+
+
+def test_terminate_after_the_outcome_arrived_changes_nothing(coldoc_server):
+    f = fork_for(coldoc_server)()
+    f.run(jobs.add, 1, 2)
+    wait_until(lambda: f._push.message is not None, what='the outcome pushed')
+    f.terminate()
+    assert f.wait(timeout=10) == 3
+
+
+@pytest.mark.parametrize('grace', [float('inf'), float('nan'), -1, 'soon'])
+def test_a_bad_stop_grace_is_refused(coldoc_server, grace):
+    from coldoc_tasks.exceptions import ColdocTasksUsageError
+
+    with pytest.raises(ColdocTasksUsageError, match='grace'):
+        shutdown(coldoc_server.infofile, grace=grace, timeout=10)
+    assert_healthy(coldoc_server)
+
+
+def test_out_of_descriptors_the_server_rests_and_recovers(coldoc_server):
+    import resource
+
+    assert_healthy(coldoc_server)
+    address = read_infofile(coldoc_server.infofile)['socket']
+    soft, hard = resource.prlimit(coldoc_server.pid, resource.RLIMIT_NOFILE)
+    limit = len(os.listdir(f'/proc/{coldoc_server.pid}/fd')) + 3
+    resource.prlimit(coldoc_server.pid, resource.RLIMIT_NOFILE, (limit, hard))
+    try:
+        peers = []
+        for _ in range(20):
+            sock = socket.socket(socket.AF_UNIX)
+            sock.connect(address)  # the kernel queues them even when the server cannot accept
+            peers.append(sock)
+        assert ping(coldoc_server.infofile, timeout=1.0) is None  # no descriptor left for it either
+        with open(coldoc_server.logfile) as stream:
+            complaints = stream.read().count('cannot accept connections')
+        assert 1 <= complaints <= 20, f'{complaints} complaints in about a second: the loop spins'
+        for sock in peers:
+            sock.close()
+    finally:
+        resource.prlimit(coldoc_server.pid, resource.RLIMIT_NOFILE, (soft, hard))
+    assert_healthy(coldoc_server)
+
+
+def test_a_peer_that_does_not_read_cannot_swell_the_server(coldoc_server):
+    assert_healthy(coldoc_server)
+    address = read_infofile(coldoc_server.infofile)['socket']
+    rss_before = server_rss_kib(coldoc_server)
+    header = pickle.dumps(('status', 1))
+    request = struct.pack('!II', len(header), 0) + header
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(address)
+        client_handshake(sock, authkey_of(coldoc_server), FrameReader(max_body=0))
+        sock.setblocking(False)
+        batch = request * 1000
+        deadline = time.monotonic() + 60
+        blocked_since = None
+        while time.monotonic() < deadline:  # send until the server stops reading us
+            try:
+                sock.send(batch)
+                blocked_since = None
+            except BlockingIOError:
+                blocked_since = blocked_since or time.monotonic()
+                if time.monotonic() - blocked_since > 1.0:
+                    break
+                select_wait(sock)
+        assert blocked_since is not None, 'the server kept reading a peer that reads nothing'
+        grown = (server_rss_kib(coldoc_server) - rss_before) // 1024
+        assert grown < 200, f'the server grew by {grown} MB'
+        assert ping(coldoc_server.infofile, timeout=5) is not None
+    assert_healthy(coldoc_server)
+
+
+def select_wait(sock, timeout=0.2):
+    import select
+
+    select.select([], [sock], [], timeout)

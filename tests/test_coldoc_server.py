@@ -81,3 +81,19 @@ def test_queue_specs_are_checked(spec, message):
 def test_queue_spec_parsing():
     assert QueueConfig.parse('pdf:3:fresh:7') == QueueConfig('pdf', 3, 'fresh', 7)
     assert QueueConfig.parse('pdf').mode == 'reuse'
+
+
+def test_a_failing_hook_fails_the_task_and_names_the_hook(make_server):
+    from coldoc_tasks.exceptions import ColdocTasksException
+
+    server = make_server(queues=('default:1:reuse',), preload=['tests.failing_hook'])
+    F = bind_fork_class(server.infofile)
+    forks = [F() for _ in range(200)]  # about one in sixteen is refused
+    for f in forks:
+        f.run(jobs.getpid)
+    outcomes = [f.wait(timeout=10, raise_exception=False) for f in forks]
+    refused = [o for f, o in zip(forks, outcomes, strict=True) if f.task_id.endswith('0')]
+    ran = [o for f, o in zip(forks, outcomes, strict=True) if not f.task_id.endswith('0')]
+    assert refused and all(isinstance(o, ColdocTasksException) and 'refuse_some' in str(o) for o in refused)
+    assert ran and len(set(ran)) == 1  # the same worker ran them all: it survived the hook's failures
+    assert_healthy(server, lost=0)

@@ -22,6 +22,7 @@ class Channel:
         self.fd = sock.fileno()
         self.reader = reader
         self.outbox: collections.deque[memoryview] = collections.deque()
+        self.pending_bytes = 0  # in the outbox
         self.closed = False
 
     def receive(self) -> list[tuple[bytes, bytes]] | None:
@@ -43,7 +44,10 @@ class Channel:
     def send(self, pieces: list[bytes | memoryview]) -> None:
         """Queue frame pieces; :meth:`flush` sends them."""
         if not self.closed:
-            self.outbox.extend(memoryview(piece).cast('B') for piece in pieces if len(piece))
+            for piece in pieces:
+                if len(piece):
+                    self.outbox.append(memoryview(piece).cast('B'))
+                    self.pending_bytes += len(piece)
 
     def flush(self) -> None:
         """Send what the socket takes now (``OSError`` if it is broken)."""
@@ -53,6 +57,7 @@ class Channel:
                 sent = self.sock.sendmsg(list(itertools.islice(outbox, 64)))
             except BlockingIOError:
                 return
+            self.pending_bytes -= sent
             while sent:
                 head = outbox[0]
                 if sent >= len(head):
@@ -70,4 +75,5 @@ class Channel:
         if not self.closed:
             self.closed = True
             self.outbox.clear()
+            self.pending_bytes = 0
             self.sock.close()

@@ -85,12 +85,21 @@ class ServerLock:
 
     def acquire(self) -> bool:
         """Take the lock without blocking; False if another process holds it."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            # A server that stopped meanwhile unlinks the file it locked: a
+            # lock on that file, no longer at the path, would lock nothing.
+            try:
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
             os.close(fd)
-            return False
         self._fd = fd
         os.ftruncate(fd, 0)
         os.write(fd, b'%d\n' % os.getpid())

@@ -53,8 +53,23 @@ from .workers import QueueConfig, WorkerPool
 logger = logging.getLogger(__name__)
 
 _PEERCRED = struct.Struct('3i')
+#: Seconds a stopping server keeps sending what clients have not read yet.
+STOP_LINGER = 10.0
+#: The longest duration accepted for a grace, a retention or a timeout (a year).
+MAX_SECONDS = 365 * 24 * 3600.0
+#: Bytes waiting to be sent to a peer above which it is not read from.
+OUTBOX_HIGH_WATER = 64 * 1024 * 1024
+#: Seconds the listener rests when the process is out of descriptors.
+ACCEPT_PAUSE = 0.5
 #: How many queued tasks ``status`` lists (it counts them all).
 STATUS_QUEUED_SHOWN = 100
+
+
+def check_seconds(name: str, value: float) -> float:
+    """Refuse a duration that is not a finite number from 0 to a year."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_SECONDS:
+        raise ValueError(f'{name} must be a number of seconds from 0 to {MAX_SECONDS:g}, not {value!r}')
+    return float(value)
 
 
 class Timer:
@@ -102,6 +117,9 @@ class TaskServer:
                  result_retention: float = 3600.0, terminate_grace: float = 2.0, stop_grace: float = 10.0,
                  handshake_timeout: float = 5.0, max_message_size: int = DEFAULT_MAX_BODY,
                  extra_fds: list[int] | None = None):
+        for name, value in (('result_retention', result_retention), ('terminate_grace', terminate_grace),
+                            ('stop_grace', stop_grace), ('handshake_timeout', handshake_timeout)):
+            check_seconds(name, value)
         self.socket_path = socket_path
         self.authkey = authkey
         self.handshake_timeout = handshake_timeout
@@ -119,8 +137,11 @@ class TaskServer:
         self._timer_ids = itertools.count()
         self._callbacks: dict[int, Callable[[], None]] = {}
         self._writers: dict[int, Channel] = {}  # channels waiting for the socket to take more
+        self._interest: dict[int, int] = {}  # fd -> the selector events registered for it
         self._dirty: dict[int, Channel] = {}  # channels with messages queued in this turn
         self._extra_fds = list(extra_fds or ())
+        self._unwatched_this_turn: set[int] = set()
+        self._linger_deadline: float | None = None
         self._wakeup_r, self._wakeup_w = socket.socketpair()
         self.counters = {'auth_failures': 0, 'protocol_errors': 0, 'connections': 0}
 
@@ -129,10 +150,15 @@ class TaskServer:
     def watch(self, fd: int, callback: Callable[[], None]) -> None:
         self._callbacks[fd] = callback
         self.selector.register(fd, selectors.EVENT_READ)
+        self._interest[fd] = selectors.EVENT_READ
 
     def unwatch(self, fd: int) -> None:
         if self._callbacks.pop(fd, None) is not None:
             self.selector.unregister(fd)
+            self._interest.pop(fd, None)
+            # The number may be reused (by a new worker) before the events of
+            # this turn are all handled: those left for it are stale.
+            self._unwatched_this_turn.add(fd)
 
     def want_write(self, channel: Channel) -> None:
         """Have what was queued on ``channel`` sent at the end of this turn of
@@ -141,16 +167,9 @@ class TaskServer:
 
     def _flush_dirty(self) -> None:
         dirty, self._dirty = self._dirty, {}
-        for fd, channel in dirty.items():
-            if channel.closed:
-                continue
-            try:
-                channel.flush()
-            except OSError:  # the peer is gone; reading will see it and clean up
-                channel.outbox.clear()
-            if channel.wants_write and fd not in self._writers:
-                self._writers[fd] = channel
-                self.selector.modify(fd, selectors.EVENT_READ | selectors.EVENT_WRITE)
+        for channel in dirty.values():
+            if not channel.closed:
+                self._flush(channel)
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         timer = Timer(time.monotonic() + delay, callback)
@@ -237,8 +256,17 @@ class TaskServer:
         self.call_later(self.pool.terminate_grace + 1.0, self.pool.kill_all)
 
     def _check_stopped(self) -> None:
-        if self.stopping and not self.pool.workers:
-            self._stopped = True
+        if not self.stopping or self.pool.workers:
+            return
+        # Outcomes still queued for clients go out first, within a bound:
+        # a client that does not read cannot keep the server alive.
+        if self._writers or self._dirty:
+            if self._linger_deadline is None:
+                self._linger_deadline = time.monotonic() + STOP_LINGER
+                self.call_later(STOP_LINGER, self._check_stopped)
+            if time.monotonic() < self._linger_deadline:
+                return
+        self._stopped = True
 
     def _close(self) -> None:
         self.pool.kill_all()
@@ -274,8 +302,11 @@ class TaskServer:
         next_expiry = self.table.expire(now)
         if next_expiry is not None:
             timeout = min(timeout, next_expiry - now) if timeout is not None else next_expiry - now
+        self._unwatched_this_turn.clear()
         for key, events in self.selector.select(timeout):
             fd = key.fd
+            if fd in self._unwatched_this_turn:
+                continue
             if events & selectors.EVENT_WRITE:
                 self._on_writable(fd)
             if events & selectors.EVENT_READ:
@@ -288,16 +319,33 @@ class TaskServer:
 
     def _on_writable(self, fd: int) -> None:
         channel = self._writers.get(fd)
-        if channel is None:
-            return
+        if channel is not None:
+            self._flush(channel)
+
+    def _flush(self, channel: Channel) -> None:
+        """Send what the socket takes, and watch the channel for what it
+        needs next: writable while data waits; readable unless a peer that
+        does not read its replies has let too many pile up (then it is not
+        read from, so it cannot make the server hold ever more)."""
         try:
             channel.flush()
         except OSError:  # the peer is gone; reading will see it and clean up
             channel.outbox.clear()
-        if not channel.wants_write:
-            del self._writers[fd]
-            if not channel.closed:
-                self.selector.modify(fd, selectors.EVENT_READ)
+            channel.pending_bytes = 0
+        fd = channel.fd
+        if channel.closed or fd not in self._callbacks:
+            return
+        if channel.wants_write:
+            self._writers[fd] = channel
+            events = selectors.EVENT_WRITE
+        else:
+            self._writers.pop(fd, None)
+            events = 0
+        if channel.pending_bytes <= OUTBOX_HIGH_WATER:
+            events |= selectors.EVENT_READ
+        if self._interest.get(fd) != events:
+            self.selector.modify(fd, events)
+            self._interest[fd] = events
 
     def _on_signal(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -315,7 +363,11 @@ class TaskServer:
             except BlockingIOError:
                 return
             except OSError as exc:  # EMFILE and the like: the others keep being served
-                logger.error('cannot accept a connection: %s', exc)
+                # The listener stays readable: rest it, or the loop would spin.
+                logger.error('cannot accept connections for %g s: %s', ACCEPT_PAUSE, exc)
+                listener = self.listener
+                self.unwatch(listener.fileno())
+                self.call_later(ACCEPT_PAUSE, lambda listener=listener: self._resume_accepting(listener))
                 return
             try:
                 pid, _, _ = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
@@ -330,6 +382,10 @@ class TaskServer:
             connection.deadline = self.call_later(self.handshake_timeout,
                                                   lambda c=connection: self._handshake_expired(c))
             self._send(connection, [greeting])
+
+    def _resume_accepting(self, listener: socket.socket) -> None:
+        if self.listener is listener:
+            self.watch(listener.fileno(), self._accept)
 
     def _handshake_expired(self, connection: Connection) -> None:
         if not connection.authenticated and not connection.channel.closed:
@@ -362,12 +418,11 @@ class TaskServer:
             frames = connection.channel.receive()
         except ColdocTasksProtocolError as exc:
             self.counters['protocol_errors'] += 1
-            if connection.authenticated:
-                with contextlib.suppress(OSError):  # tell the client why, if it still listens
-                    connection.channel.sock.setblocking(True)
-                    connection.channel.sock.settimeout(1.0)
-                    connection.channel.sock.sendmsg(encode_message(
-                        ('error', 0, ColdocTasksProtocolError(f'the server dropped the connection: {exc}'))))
+            if connection.authenticated:  # tell the client why, as far as its socket takes it now
+                connection.channel.send(encode_message(
+                    ('error', 0, ColdocTasksProtocolError(f'the server dropped the connection: {exc}'))))
+                with contextlib.suppress(OSError):
+                    connection.channel.flush()
             else:
                 self.counters['auth_failures'] += 1
             self._drop(connection, str(exc))
@@ -497,9 +552,11 @@ class TaskServer:
 
     def _on_shutdown(self, connection: Connection, message: tuple, body: bytes) -> None:
         _, rid, grace = message
-        if grace is not None and (not isinstance(grace, (int, float)) or grace < 0):
+        if grace is not None and (isinstance(grace, bool) or not isinstance(grace, (int, float))
+                                  or not 0 <= grace <= MAX_SECONDS):
             self._send(connection, encode_message(
-                ('error', rid, ColdocTasksUsageError(f'the stop grace must be a number >= 0, not {grace!r}'))))
+                ('error', rid, ColdocTasksUsageError(
+                    f'the stop grace must be a number of seconds from 0 to {MAX_SECONDS:g}, not {grace!r}'))))
             return
         logger.info('stop requested by %s', connection.peer)
         self._send(connection, encode_message(('ok', rid, os.getpid())))

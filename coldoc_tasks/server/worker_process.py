@@ -15,17 +15,20 @@ import os
 import signal
 import socket
 import sys
+import traceback
 from collections.abc import Callable, Iterable
 
-from ..exceptions import ColdocTasksSerializationError
-from ..outcome import Outcome, call_capturing, encode_outcome, loads_call
+from ..exceptions import ColdocTasksException, ColdocTasksSerializationError
+from ..outcome import Outcome, call_capturing, describe_callable, encode_outcome, loads_call
 from .protocol import FrameReader, decode_header, encode_message, sendall_pieces
 
 logger = logging.getLogger(__name__)
 
 #: The id of the task this process is running, if it is a worker; a client in
 #: this process sends it along with ``wait`` so that the server can lend the
-#: blocked worker's slot to its queue.
+#: blocked worker's slot to its queue.  A process the task forks keeps it: a
+#: wait there blocks the task too (if the task waits for that process), and
+#: lending is what keeps such a chain from deadlocking.
 CURRENT_TASK_ID: str | None = None
 
 #: Callables run in a worker around every task, as ``hook(task_id)``: used to
@@ -77,6 +80,10 @@ def worker_main(sock: socket.socket, close_fds: Iterable[int], parent_pid: int, 
                 outcome = _run(task_id, body)
                 CURRENT_TASK_ID = None
                 data, failed = encode_outcome(outcome)
+                if len(data) > MAX_CALL_SIZE:
+                    error = ColdocTasksSerializationError(
+                        f'the result of task {task_id} pickles to {len(data)} bytes, more than a frame carries')
+                    data, failed = encode_outcome(Outcome(exception=error, traceback=[]))
                 sendall_pieces(sock, encode_message(('done', task_id, failed), data))
                 if fresh:
                     return
@@ -96,11 +103,18 @@ def _run(task_id: str, call: bytes) -> Outcome:
         cmd, args, kwargs = loads_call(call)
     except Exception as exc:
         error = ColdocTasksSerializationError(f'the worker cannot unpickle the call of task {task_id}: {exc!r}')
-        return Outcome(exception=error, traceback=[f'{type(exc).__name__}: {exc}\n'])
+        return Outcome(exception=error, traceback=traceback.format_exception(type(exc), exc, exc.__traceback__))
     for hook in BEFORE_TASK_HOOKS:
-        hook(task_id)
+        try:
+            hook(task_id)
+        except Exception as exc:
+            error = ColdocTasksException(f'the before-task hook {describe_callable(hook)} failed: {exc!r}')
+            return Outcome(exception=error, traceback=traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
         return call_capturing(cmd, args, kwargs)
     finally:
         for hook in AFTER_TASK_HOOKS:
-            hook(task_id)
+            try:
+                hook(task_id)
+            except Exception:
+                logger.exception('the after-task hook %s failed', describe_callable(hook))

@@ -101,6 +101,7 @@ class Queue:
         # workers waiting for a task; in fresh mode, the one forked in advance
         self.idle: list[Worker] = []
         self.spare_planned = False
+        self.retry_planned = False  # a dispatch after a failed fork
 
     @property
     def limit(self) -> int:
@@ -184,7 +185,9 @@ class WorkerPool:
             if worker is None:
                 pending.appendleft(task)
                 queue.queued += 1
-                self.loop.call_later(1.0, lambda: self.dispatch(queue))
+                if not queue.retry_planned:
+                    queue.retry_planned = True
+                    self.loop.call_later(1.0, lambda: self._retry_dispatch(queue))
                 return
             worker.task = task
             task.state = RUNNING
@@ -200,6 +203,10 @@ class WorkerPool:
             # timer runs after this turn of the loop has sent the task out.
             queue.spare_planned = True
             self.loop.call_later(0, lambda: self._fork_spare(queue))
+
+    def _retry_dispatch(self, queue: Queue) -> None:
+        queue.retry_planned = False
+        self.dispatch(queue)
 
     def _fork_spare(self, queue: Queue) -> None:
         queue.spare_planned = False
@@ -301,7 +308,7 @@ class WorkerPool:
         logger.debug('task %s (%s) %s in %.3f s', task.task_id, task.cmd_name, task.state,
                     task.finished - task.started)
         config = queue.config
-        if (config.mode == 'fresh' or task.terminating or self.draining
+        if (config.mode == 'fresh' or task.terminating or self.draining or worker.retiring
                 or (config.max_tasks_per_worker and worker.tasks_done >= config.max_tasks_per_worker)
                 or queue.running + len(queue.idle) >= config.concurrency):
             self._retire(worker)
@@ -318,10 +325,17 @@ class WorkerPool:
                 self.loop.want_write(worker.channel)
 
     def _on_exit(self, worker: Worker) -> None:
-        # What the worker sent before it died counts: read it first.
+        try:
+            pid, status = os.waitpid(worker.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, status = worker.pid, 0
+        if not pid:
+            return  # not gone after all
+        # What the worker sent before it died counts: read it first (and a
+        # dead worker must not go back to the idle ones).
+        expected, worker.retiring = worker.retiring, True
         if not worker.channel.closed:
             self._on_readable(worker)
-        _, status = os.waitpid(worker.pid, 0)
         self.loop.unwatch(worker.pidfd)
         os.close(worker.pidfd)
         self.loop.unwatch(worker.channel.fd)
@@ -335,7 +349,7 @@ class WorkerPool:
         task = worker.task
         how = describe_wait_status(status)
         if task is None:
-            if not worker.retiring:
+            if not expected:
                 logger.warning('idle worker %d of queue %s %s', worker.pid, queue.config.name, how)
             return
         queue.running -= 1
