@@ -569,6 +569,10 @@ def test_stop_lets_running_tasks_finish_and_tells_waiters(make_server, rendezvou
     with pytest.raises(ColdocTasksProcessLookupError, match='server stopped'):
         queued.wait(timeout=10)
     assert ping(server.infofile) is None or status(server.infofile)['stopping']
+    late = F()  # on the connection already open
+    late.run(jobs.add, 2, 2)
+    with pytest.raises(ColdocTasksProcessLookupError, match='refused: the server is stopping'):
+        late.wait(timeout=10)
     for conn, _ in arrivals:
         rendezvous.release(conn)
     assert [f.wait(timeout=10) for f in running] == ['finished', 'finished']

@@ -45,8 +45,8 @@ def private_socket_path() -> str:
 
 
 def _usable_socket_directory(path: str) -> bool:
-    """True if the directory of ``path`` exists, is ours and is private, or
-    could be (re)made so."""
+    """True if the directory of ``path`` (the previous server's socket) is
+    ours and private (0700, not a link), or could be made again so."""
     directory = os.path.dirname(path) or '.'
     try:
         info = os.lstat(directory)
@@ -56,7 +56,8 @@ def _usable_socket_directory(path: str) -> bool:
         except OSError:
             return False
         return True
-    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+    return (stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+            and stat.S_IMODE(info.st_mode) & 0o077 == 0)
 
 
 def setup_logging(logfile: PathLike | None, level: int = logging.INFO) -> None:

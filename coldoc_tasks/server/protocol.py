@@ -25,7 +25,9 @@ header is raw bytes (never unpickled) and whose body is empty:
 
 The server compares digests with ``hmac.compare_digest``; the client checks
 the server's proof in the same way, so neither side trusts a peer that does
-not hold the key.  Only after step 3 are headers unpickled.
+not hold the key.  Only after step 3 are headers unpickled; a client sends
+nothing more before it has read step 3 (bytes that arrive with its step 2
+are read under the handshake's limits, and a body there drops it).
 
 Messages after authentication (``rid`` is a request id chosen by the client;
 every request but ``submit`` and ``unwait`` gets exactly one reply carrying

@@ -47,7 +47,7 @@ from .protocol import (
     server_challenge,
     server_check_answer,
 )
-from .tasks import FINAL_STATES, QUEUED, RUNNING, Task, TaskTable
+from .tasks import CANCELLED, FINAL_STATES, QUEUED, RUNNING, Task, TaskTable
 from .workers import QueueConfig, WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -481,8 +481,8 @@ class TaskServer:
             task.subscriber = connection
         self.table.add(task)
         if self.stopping:
-            self.pool.queue_for(task.queue).queued += 1
-            self.pool.cancel(task, 'the server is stopping')
+            self.table.finish(task, CANCELLED, lost_message=f'task {task_id} was refused: the server is stopping')
+            self._on_final(task)
             return
         logger.debug('task %s (%s) queued on %s by %s', task_id, cmd_name, task.queue, connection.peer)
         self.pool.submit(task)
