@@ -29,7 +29,9 @@ class ColdocAdapter(ForkClassAdapter):
 
         self.infofile = os.path.join(workdir, 'coldoc.info')
         self.pid = tasks_daemon_start(self.infofile, logfile=os.path.join(workdir, 'coldoc.log'),
-                                      queues=[f'default:2:{self.mode}'], pythonpath=[REPO_ROOT], timeout=30)
+                                      queues=[f'default:2:{self.mode}'], pythonpath=[REPO_ROOT], timeout=30,
+                                      # as the other systems, workers start with the tasks' module imported
+                                      preload=['benchmarks.bench_tasks'])
         services.record_pid(self.pid)
         self.fork_class = bind_fork_class(self.infofile)
         # a first task: the client's connection is made, and reused workers exist
