@@ -171,3 +171,28 @@ def test_running_worker_helper_stops_what_it_started(tmp_path, idle_celeryconfig
     from tests.helpers import process_exists
 
     assert not process_exists(worker.pid)
+
+
+def test_a_coldoc_server_coming_up_is_picked_up_at_once():
+    import tempfile
+
+    from coldoc_tasks.coldoc_tasks import shutdown, tasks_daemon_start
+    from tests.fixtures_coldoc import ROOT
+
+    directory = tempfile.mkdtemp(prefix='ct-chooser-')
+    infofile = os.path.join(directory, 'info')
+    chosen = []
+    chooser = ForkClassChooser(infofile=infofile, preferences='coldoc,simple', refresh_time_interval=3600,
+                               callback=lambda name, cls: chosen.append(name))
+    try:
+        assert chooser() is SimpleFork  # no server yet
+        tasks_daemon_start(infofile, pythonpath=[str(ROOT)])
+        assert chooser().fork_type == 'coldoc'  # the new infofile is noticed without waiting for the interval
+        assert run_one(chooser()) == 42
+        assert shutdown(infofile, grace=0)
+        os.unlink(infofile)
+        assert chooser() is SimpleFork
+        assert chosen == ['simple', 'coldoc', 'simple']
+    finally:
+        shutdown(infofile, grace=0)
+        shutil.rmtree(directory, ignore_errors=True)
