@@ -101,7 +101,6 @@ class _Child:
         self.buffer = bytearray()
         self.outcome: Outcome | None = None
         self.terminated = False
-        self.lock = threading.Lock()
         # Guards the pid against reuse: no signal is sent once it is reaped.
         self.signal_lock = threading.Lock()
         self._state = {'reaped': False}
@@ -259,15 +258,9 @@ class SimpleFork(ForkBase):
         return self._child_ref
 
     def _collect(self, timeout: float | None) -> Outcome:
-        child = self._child()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if not child.lock.acquire(timeout=-1 if timeout is None else timeout):
-            raise self._timeout_error(timeout)
-        try:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            return child.collect(remaining, lambda: self._timeout_error(timeout))
-        finally:
-            child.lock.release()
+        # ForkBase.wait serialises collection for every copy of this task in
+        # this process (and a simple task lives in one process only).
+        return self._child().collect(timeout, lambda: self._timeout_error(timeout))
 
     def _terminate(self) -> None:
         self._child().terminate(self.terminate_grace)

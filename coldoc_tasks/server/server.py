@@ -487,22 +487,26 @@ class TaskServer:
         logger.debug('task %s (%s) queued on %s by %s', task_id, cmd_name, task.queue, connection.peer)
         self.pool.submit(task)
 
-    def _on_share(self, connection: Connection, message: tuple, body: bytes) -> None:
-        _, rid, task_id = message
-        task = self.table.tasks.get(task_id)
-        if task is None:
-            reply = ('error', rid, ColdocTasksUnknownTaskError(self.table.why_unknown(task_id)))
-        else:
-            task.shared = True
-            reply = ('ok', rid, task.state)
-        self._send(connection, encode_message(reply))
-
-    def _on_wait(self, connection: Connection, message: tuple, body: bytes) -> None:
-        _, rid, task_id, waiter_task_id = message
+    def _known_task(self, connection: Connection, rid: int, task_id: str) -> Task | None:
+        """The task called ``task_id``, or ``None`` after telling the client
+        why it is not known."""
         task = self.table.tasks.get(task_id)
         if task is None:
             self._send(connection, encode_message(
                 ('error', rid, ColdocTasksUnknownTaskError(self.table.why_unknown(task_id)))))
+        return task
+
+    def _on_share(self, connection: Connection, message: tuple, body: bytes) -> None:
+        _, rid, task_id = message
+        task = self._known_task(connection, rid, task_id)
+        if task is not None:
+            task.shared = True
+            self._send(connection, encode_message(('ok', rid, task.state)))
+
+    def _on_wait(self, connection: Connection, message: tuple, body: bytes) -> None:
+        _, rid, task_id, waiter_task_id = message
+        task = self._known_task(connection, rid, task_id)
+        if task is None:
             return
         if task.state in FINAL_STATES:
             self._deliver(task, [(connection, rid, None)])
@@ -531,16 +535,14 @@ class TaskServer:
 
     def _on_terminate(self, connection: Connection, message: tuple, body: bytes) -> None:
         _, rid, task_id = message
-        task = self.table.tasks.get(task_id)
+        task = self._known_task(connection, rid, task_id)
         if task is None:
-            reply = ('error', rid, ColdocTasksUnknownTaskError(self.table.why_unknown(task_id)))
-        else:
-            if task.state == QUEUED:
-                self.pool.cancel(task, 'terminate() was called')
-            elif task.state == RUNNING:
-                self.pool.terminate(task)
-            reply = ('ok', rid, task.state)
-        self._send(connection, encode_message(reply))
+            return
+        if task.state == QUEUED:
+            self.pool.cancel(task, 'terminate() was called')
+        elif task.state == RUNNING:
+            self.pool.terminate(task)
+        self._send(connection, encode_message(('ok', rid, task.state)))
 
     def _on_ping(self, connection: Connection, message: tuple, body: bytes) -> None:
         self._send(connection, encode_message(
