@@ -114,7 +114,7 @@ class ForkBase:
     terminate_grace: ClassVar[float] = 2.0
 
     def __init__(self, use_fork: bool = True, timeout: float | None = None, queue: str | bool | None = None):
-        self.use_fork = bool(use_fork)
+        self.use_fork = bool(use_fork) and self.can_fork()
         self.timeout = check_timeout(timeout)
         self.queue = queue
         self.task_id: str | None = None
@@ -129,6 +129,12 @@ class ForkBase:
     def __repr__(self) -> str:
         state = 'new' if self.task_id is None else ('finished' if self._outcome is not None else 'pending')
         return f'<{type(self).__name__} {self.fork_type} task={self.task_id} cmd={self.cmd_name} {state}>'
+
+    @classmethod
+    def can_fork(cls) -> bool:
+        """True if this backend runs tasks in another process (False for
+        ``nofork``); when False, ``use_fork`` is always False."""
+        return True
 
     # -- the public contract ------------------------------------------------
 

@@ -13,7 +13,7 @@ the fork class for views.
                                          then the ordinary coldoc server
                                     celery: celery_tasks.autostart(env=...)
                                       -> Celery's own Django fix-up sets Django up
-    view: get_fork_class()() --> the ForkClassChooser over the same settings
+    view: get_fork_class()() --> the refreshing chooser over the same settings
 
 Nothing started here autostarts anything: the environment of what is started
 loses ``COLDOC_TASKS_AUTOSTART_OPTIONS``, and a coldoc server also has
@@ -46,7 +46,7 @@ from .exceptions import ColdocTasksBackendUnavailableError, ColdocTasksException
 from .server.main import IN_SERVER_ENV
 
 if TYPE_CHECKING:
-    from .task_utils import ForkClassChooser
+    from .task_utils import BestForkClass
 
 __all__ = [
     'AUTOSTART_OPTIONS_ENV', 'AUTOSTART_NAMES', 'ColdocTasksSettingsError', 'TasksSettings', 'read_settings',
@@ -334,7 +334,7 @@ def server_main(argv: list[str] | None = None) -> int:
 
 # -- the fork class for views ---------------------------------------------------------
 
-_chooser: ForkClassChooser | None = None
+_chooser: BestForkClass | None = None
 _chooser_lock = threading.Lock()
 
 
@@ -344,24 +344,25 @@ def preferences(conf: TasksSettings) -> tuple[str, ...]:
     return (('celery',) if conf.celeryconfig else ()) + ('coldoc', 'simple')
 
 
-def get_chooser() -> ForkClassChooser:
-    """The site's :class:`~coldoc_tasks.task_utils.ForkClassChooser`, made
-    from the settings on first use."""
+def get_chooser() -> BestForkClass:
+    """The site's refreshing chooser (a
+    :class:`~coldoc_tasks.task_utils.BestForkClass`), made from the settings
+    on first use."""
     global _chooser
     with _chooser_lock:
         if _chooser is None:
-            from .task_utils import ForkClassChooser
+            from .task_utils import BestForkClass
 
             conf = read_settings()
-            _chooser = ForkClassChooser(infofile=conf.infofile, celeryconfig=conf.celeryconfig,
-                                        preferences=preferences(conf))
+            _chooser = BestForkClass(infofile=conf.infofile, celeryconfig=conf.celeryconfig,
+                                     preferences=preferences(conf), refresh_time_interval=60)
         return _chooser
 
 
 def get_fork_class() -> type[ForkBase]:
     """The fork class to use now, chosen from the settings and checked again
     from time to time: ``f = get_fork_class()(); f.run(cmd, *args)``."""
-    return get_chooser()()
+    return get_chooser().fork_class
 
 
 def reset() -> None:

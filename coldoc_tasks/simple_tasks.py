@@ -283,6 +283,11 @@ class NoFork(ForkBase):
     def __init__(self, use_fork: bool = True, timeout: float | None = None, queue: str | bool | None = None):
         super().__init__(use_fork=False, timeout=timeout, queue=queue)
 
+    @classmethod
+    def can_fork(cls) -> bool:
+        """False: a ``nofork`` task runs inline, in ``run``."""
+        return False
+
     def terminate(self) -> None:
         """Not available: a ``nofork`` task has finished before ``run`` returns."""
         raise ColdocTasksNotSupportedError('terminate() is not available in the nofork backend: the task ran inline')

@@ -6,11 +6,15 @@ no arguments, or raises :class:`ColdocTasksBackendUnavailableError` saying
 why the backend cannot be used now.  ``BACKENDS`` maps backend names to those
 modules; ``nofork`` is always available and is the last resort.
 
-:func:`choose_best_fork_class` answers once; a :class:`ForkClassChooser`
-keeps answering, and checks again after ``refresh_time_interval`` seconds or
-at once when the infofile or the celeryconfig changes or disappears, so that
-a long-running program (a web portal) follows servers going down or coming
-up without a restart.
+:func:`choose_best_fork_class` returns a :class:`BestForkClass`: unpacked,
+it is the pair ``(name, fork_class)`` of the best backend now; called, it is
+a fork class that keeps choosing, again after ``refresh_time_interval``
+seconds or at once when the infofile or the celeryconfig changes or
+disappears, so that a long-running program (a web portal) follows servers
+going down or coming up without a restart.
+
+Also here: :func:`proc_join` (wait for a server process started in the
+background) and :func:`format_exception`.
 """
 
 from __future__ import annotations
@@ -18,16 +22,20 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import select
 import threading
 import time
-from collections.abc import Callable, Iterable
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
-from .base import ForkBase
+from .base import ForkBase, check_timeout
 from .exceptions import ColdocTasksBackendUnavailableError, ColdocTasksUsageError
 from .simple_tasks import NoFork
 
-__all__ = ['BACKENDS', 'DEFAULT_PREFERENCES', 'ForkClassChooser', 'choose_best_fork_class', 'get_backend_fork_class',
-           'parse_preferences']
+__all__ = ['BACKENDS', 'DEFAULT_PREFERENCES', 'DEFAULT_REFRESH_INTERVAL', 'BestForkClass', 'ForkClassChooser',
+           'all_fork_classes', 'choose_best_fork_class', 'format_exception', 'get_backend_fork_class',
+           'parse_preferences', 'proc_join']
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +47,12 @@ BACKENDS: dict[str, str] = {
     'nofork': 'coldoc_tasks.simple_tasks',
 }
 
+#: Every backend name, best first.
+all_fork_classes: tuple[str, ...] = tuple(BACKENDS)
+
 DEFAULT_PREFERENCES = ('celery', 'coldoc', 'simple')
+#: Seconds after which :class:`BestForkClass` checks again which backend works.
+DEFAULT_REFRESH_INTERVAL = 120.0
 
 PathLike = str | os.PathLike
 
@@ -80,15 +93,12 @@ def get_backend_fork_class(name: str, infofile: PathLike | None = None,
     return module.get_fork_class(infofile=infofile, celeryconfig=celeryconfig)
 
 
-def choose_best_fork_class(infofile: PathLike | None = None, celeryconfig: PathLike | None = None,
-                           preferences: str | Iterable[str] = DEFAULT_PREFERENCES) -> tuple[str, type[ForkBase]]:
-    """Return ``(name, fork_class)`` for the first backend in ``preferences``
-    that works now, or ``('nofork', NoFork)`` if none does.
-
-    ``preferences`` is a sequence of backend names or a comma-separated
-    string.  Why each skipped backend was skipped is logged.
-    """
-    for name in parse_preferences(preferences):
+def _choose_once(infofile: PathLike | None, celeryconfig: PathLike | None,
+                 preferences: tuple[str, ...]) -> tuple[str, type[ForkBase]]:
+    """``(name, fork_class)`` of the first backend in ``preferences`` that
+    works now, or ``('nofork', NoFork)`` if none does; why each skipped
+    backend was skipped is logged."""
+    for name in preferences:
         try:
             fork_class = get_backend_fork_class(name, infofile=infofile, celeryconfig=celeryconfig)
         except ColdocTasksBackendUnavailableError as exc:
@@ -109,55 +119,67 @@ def _file_signature(path: PathLike | None) -> tuple | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-class ForkClassChooser:
-    """The best fork class, kept up to date.
+class BestForkClass:
+    """The best fork class now, kept up to date; what
+    :func:`choose_best_fork_class` returns.
 
-    ::
+    Two ways to use it::
 
-        chooser = ForkClassChooser(infofile=..., celeryconfig=..., refresh_time_interval=60)
-        f = chooser()(use_fork=True)     # the best fork class now
-        chooser.name                     # its backend name
+        name, fork_class = choose_best_fork_class(infofile, celeryconfig)  # one answer, now
+        chooser = choose_best_fork_class(infofile, celeryconfig, callback=cb)
+        f = chooser(use_fork=True)        # a fork object of the best backend now
+        chooser.fork_type                 # that backend's name
 
-    Calling the chooser returns the fork class chosen by
-    :func:`choose_best_fork_class`, choosing again when
-    ``refresh_time_interval`` seconds (``None``: never) have passed since the
-    last choice, or at once when the infofile or the celeryconfig was
-    created, changed or removed since.  ``callback(name, fork_class)`` is
-    called after every choice that differs from the previous one (the first
-    included).  Thread-safe: while one thread chooses, the others go on with
-    the previous choice.
+    Unpacked (or indexed, or compared with a tuple) it is the pair ``(name,
+    fork_class)`` of the current choice.  Called, it is a fork class: it
+    returns a fork object of the backend that works now.
+
+    The choice is made on first use, and made again when
+    ``refresh_time_interval`` seconds (``None``: never) have passed since
+    the last one, or at once when the infofile or the celeryconfig was
+    created, changed or removed since.  ``callback(fork_class)`` is called
+    with the class chosen after every choice (``fork_class.fork_type`` is its
+    name); an exception it raises is logged, not raised.
+
+    Thread-safe: while one thread chooses, the others go on with the previous
+    choice.  It pickles as its arguments, so a copy sent to another process
+    (into a task, for example) chooses again where it lands; the callback,
+    if any, must then be picklable too (a module-level function).
     """
 
     def __init__(self, infofile: PathLike | None = None, celeryconfig: PathLike | None = None,
-                 preferences: str | Iterable[str] = DEFAULT_PREFERENCES, refresh_time_interval: float | None = 60.0,
-                 callback: Callable[[str, type[ForkBase]], object] | None = None):
+                 preferences: str | Iterable[str] = DEFAULT_PREFERENCES,
+                 refresh_time_interval: float | None = DEFAULT_REFRESH_INTERVAL,
+                 callback: Callable[[type[ForkBase]], object] | None = None):
+        if refresh_time_interval is not None:
+            check_timeout(refresh_time_interval, 'refresh_time_interval')
+        if callback is not None and not callable(callback):
+            raise TypeError(f'callback must be callable, not {type(callback).__name__}')
         self.infofile = infofile
         self.celeryconfig = celeryconfig
         self.preferences = parse_preferences(preferences)
-        if refresh_time_interval is not None and refresh_time_interval < 0:
-            raise ValueError(f'refresh_time_interval must be >= 0 seconds or None, not {refresh_time_interval!r}')
         self.refresh_time_interval = refresh_time_interval
         self.callback = callback
-        #: The backend name and fork class of the current choice (None before the first).
-        self.name: str | None = None
-        self.fork_class: type[ForkBase] | None = None
+        self._name: str | None = None
+        self._fork_class: type[ForkBase] | None = None
         self._chosen_at = 0.0
         self._signatures: tuple | None = None
         self._lock = threading.Lock()
 
-    def __repr__(self) -> str:
-        return f'<{type(self).__name__} {self.name or "(not chosen yet)"} preferences={",".join(self.preferences)}>'
+    # -- the current choice ---------------------------------------------------------
 
-    def __call__(self) -> type[ForkBase]:
-        """The best fork class, choosing again if it may have changed."""
-        if self.fork_class is not None and not self._stale():
-            return self.fork_class
-        if not self._lock.acquire(blocking=self.fork_class is None):
-            return self.fork_class  # another thread is choosing
+    def current(self) -> tuple[str, type[ForkBase]]:
+        """``(name, fork_class)`` of the best backend now, choosing again if
+        it may have changed."""
+        choice = self._name, self._fork_class
+        if choice[1] is not None and not self._stale():
+            return choice
+        if not self._lock.acquire(blocking=choice[1] is None):
+            return choice  # another thread is choosing; go on with the previous choice
         try:
-            if self.fork_class is None or self._stale():
+            if self._fork_class is None or self._stale():
                 self._choose()
-            return self.fork_class
+            return self._name, self._fork_class
         finally:
             self._lock.release()
 
@@ -165,7 +187,55 @@ class ForkClassChooser:
         """Choose again now; return ``(name, fork_class)``."""
         with self._lock:
             self._choose()
-            return self.name, self.fork_class
+            return self._name, self._fork_class
+
+    @property
+    def fork_type(self) -> str:
+        """The name of the backend chosen now (``'celery'``, ``'coldoc'``,
+        ``'simple'`` or ``'nofork'``)."""
+        return self.current()[0]
+
+    @property
+    def fork_class(self) -> type[ForkBase]:
+        """The fork class chosen now."""
+        return self.current()[1]
+
+    def can_fork(self) -> bool:
+        """True if the backend chosen now runs tasks in another process."""
+        return self.current()[1].can_fork()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ForkBase:
+        """A fork object of the backend chosen now: the same arguments as any
+        fork class (``use_fork``, ``timeout``, ``queue``)."""
+        return self.current()[1](*args, **kwargs)
+
+    # -- the (name, fork_class) pair --------------------------------------------------
+
+    def __iter__(self) -> Iterator:
+        return iter(self.current())
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int | slice) -> Any:
+        return self.current()[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, tuple):
+            return self.current() == other
+        return NotImplemented
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return (f'<{type(self).__name__} {self._name or "(not chosen yet)"} '
+                f'preferences={",".join(self.preferences)}>')
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.infofile, self.celeryconfig, self.preferences, self.refresh_time_interval,
+                            self.callback)
+
+    # -- choosing -------------------------------------------------------------------
 
     def _current_signatures(self) -> tuple:
         return (_file_signature(self.infofile), _file_signature(self.celeryconfig))
@@ -178,15 +248,113 @@ class ForkClassChooser:
 
     def _choose(self) -> None:
         signatures = self._current_signatures()
-        name, fork_class = choose_best_fork_class(self.infofile, self.celeryconfig, self.preferences)
+        name, fork_class = _choose_once(self.infofile, self.celeryconfig, self.preferences)
         self._signatures = signatures
         self._chosen_at = time.monotonic()
-        changed = name != self.name
-        if changed:
-            logger.info('backend %s chosen (was %s)', name, self.name)
-        self.name, self.fork_class = name, fork_class
+        if name != self._name:
+            logger.info('backend %s chosen (was %s)', name, self._name)
+        self._name, self._fork_class = name, fork_class
+        self._chosen(name, fork_class)
+
+    def _chosen(self, name: str, fork_class: type[ForkBase]) -> None:
+        if self.callback is not None:
+            try:
+                self.callback(fork_class)
+            except Exception:
+                logger.exception('the callback of %r failed', self)
+
+
+#: ``choose_best_fork_class(...)`` makes a :class:`BestForkClass`.
+choose_best_fork_class = BestForkClass
+
+
+class ForkClassChooser(BestForkClass):
+    """The refreshing chooser in its earlier form: calling it with no
+    arguments returns the fork class chosen now (not a fork object), and
+    ``callback(name, fork_class)`` is called only when the choice changes.
+    New code uses :func:`choose_best_fork_class` directly."""
+
+    def __init__(self, infofile: PathLike | None = None, celeryconfig: PathLike | None = None,
+                 preferences: str | Iterable[str] = DEFAULT_PREFERENCES, refresh_time_interval: float | None = 60.0,
+                 callback: Callable[[str, type[ForkBase]], object] | None = None):
+        super().__init__(infofile, celeryconfig, preferences, refresh_time_interval, callback)
+        self._previous_name: str | None = None
+
+    @property
+    def name(self) -> str | None:
+        """The backend name of the current choice (None before the first)."""
+        return self._name
+
+    def __call__(self) -> type[ForkBase]:  # type: ignore[override]
+        """The fork class chosen now."""
+        return self.current()[1]
+
+    def _chosen(self, name: str, fork_class: type[ForkBase]) -> None:
+        changed, self._previous_name = name != self._previous_name, name
         if changed and self.callback is not None:
             try:
                 self.callback(name, fork_class)
             except Exception:
                 logger.exception('the callback of %r failed', self)
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def proc_join(proc: Any, timeout: float | None = None) -> bool:
+    """Wait until a server process started in the background has exited
+    (after asking it to stop); return True once it has, False if it is still
+    running when ``timeout`` seconds pass.
+
+    ``proc`` is what the autostart functions return: a pid (``int``), a
+    :class:`multiprocessing.Process`, a :class:`subprocess.Popen`, or a
+    bool, which stands for a process whose pid is not known (nothing to wait
+    for: True is returned).  A child of this process is also reaped.
+    """
+    timeout = check_timeout(timeout)
+    if isinstance(proc, bool) or proc is None:
+        logger.debug('proc_join(%r): no process to wait for', proc)
+        return True
+    if isinstance(proc, int):
+        return _join_pid(proc, timeout)
+    if hasattr(proc, 'join'):
+        proc.join(timeout)
+        return not proc.is_alive() if hasattr(proc, 'is_alive') else True
+    if hasattr(proc, 'wait'):
+        import subprocess
+
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    raise TypeError(f'proc_join() needs a pid, a Process, a Popen or a bool, not {type(proc).__name__}')
+
+
+def _join_pid(pid: int, timeout: float | None) -> bool:
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        _reap(pid)
+        return True
+    try:
+        if not select.select([pidfd], [], [], timeout)[0]:
+            return False
+    finally:
+        os.close(pidfd)
+    _reap(pid)
+    return True
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # not a child of ours: its parent reaps it
+
+
+def format_exception(exc: BaseException, *args: Any, **kwargs: Any) -> list[str]:
+    """The traceback of ``exc`` as a list of str, as
+    :func:`traceback.format_exception` formats it (extra arguments are
+    passed on)."""
+    return traceback.format_exception(type(exc), exc, exc.__traceback__, *args, **kwargs)
