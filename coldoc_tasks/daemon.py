@@ -64,7 +64,7 @@ def tasks_daemon_start(infofile: PathLike, socket_path: PathLike | None = None, 
                        *, logfile: PathLike | None = None, queues: Iterable[QueueConfig | str] = (),
                        pythonpath: Iterable[PathLike] | PathLike | None = None, env: dict | None = None,
                        timeout: float = 30.0, server_module: str = SERVER_MODULE, extra_args: Iterable[str] = (),
-                       **options) -> int:
+                       cwd: PathLike | None = None, **options) -> int:
     """Start a server for ``infofile`` in the background and return its pid
     once it serves; raise :class:`ColdocTasksStartError` with its output if
     it cannot start (for example because one is already running).
@@ -75,7 +75,8 @@ def tasks_daemon_start(infofile: PathLike, socket_path: PathLike | None = None, 
     it can import the code of the tasks; ``env`` replaces the environment it
     inherits.  ``server_module`` is the module run as ``python -m MODULE
     start ...`` (one that prepares the process first, such as the Django
-    one); ``extra_args`` are more options for its command line.
+    one); ``extra_args`` are more options for its command line; ``cwd``
+    its working directory.
     """
     environment = dict(os.environ if env is None else env)
     environment.pop(IN_SERVER_ENV, None)
@@ -92,7 +93,7 @@ def tasks_daemon_start(infofile: PathLike, socket_path: PathLike | None = None, 
     try:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, pass_fds=(ready_w,), env=environment,
-                                   start_new_session=True)
+                                   start_new_session=True, cwd=cwd)
     finally:
         os.close(ready_w)
     try:

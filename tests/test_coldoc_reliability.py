@@ -140,7 +140,7 @@ def test_server_sigkilled_while_clients_wait(make_server, rendezvous):
         assert wait_process_gone(worker, timeout=5), f'orphan worker {worker}'
     # 5: the stale socket file and the dead pid in the infofile are replaced
     assert os.path.exists(old['socket'])
-    pid = tasks_daemon_autostart(server.infofile, pythonpath=[os.getcwd()])
+    pid, _ = tasks_daemon_autostart(server.infofile, pythonpath=[os.getcwd()])
     assert pid != old['pid']
     server.pid = pid
     new = read_infofile(server.infofile)
@@ -167,7 +167,7 @@ import os, sys
 from coldoc_tasks.coldoc_tasks import tasks_daemon_autostart, bind_fork_class
 from tests import jobs
 sys.stdin.readline()
-pid = tasks_daemon_autostart(sys.argv[1], logfile=sys.argv[1] + '.log', pythonpath=[os.getcwd()])
+pid, _ = tasks_daemon_autostart(sys.argv[1], logfile=sys.argv[1] + ".log", pythonpath=[os.getcwd()])
 f = bind_fork_class(sys.argv[1])()
 f.run(jobs.add, 1, 2)
 print(pid, f.wait(timeout=30))
