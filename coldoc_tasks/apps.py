@@ -32,3 +32,10 @@ class ColdocTasksConfig(AppConfig):
             return
         if conf.autostart:
             django_support.autostart(conf)
+
+
+class ColDocTasksAppConfig(ColdocTasksConfig):
+    """The same app under the name coldoc_tasks 0.2 gave its configuration
+    (``INSTALLED_APPS = [..., 'coldoc_tasks.apps.ColDocTasksAppConfig']``)."""
+
+    default = False

@@ -132,15 +132,21 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
+    from .coldoc_tasks import temporary_logfile
     from .daemon import ColdocTasksStartError, tasks_daemon_start
 
+    logfile = args.logfile
     try:
-        pid = tasks_daemon_start(args.infofile, args.socket, args.authkey, logfile=args.logfile,
+        if logfile is None:  # a background server's log must go somewhere: a new file beside the infofile
+            logfile = temporary_logfile(os.path.dirname(os.path.abspath(args.infofile)))
+        pid = tasks_daemon_start(args.infofile, args.socket, args.authkey, logfile=logfile,
                                  queues=_queues(args), timeout=args.timeout, **_server_options(args))
-    except ColdocTasksStartError as exc:
+    except (ColdocTasksStartError, OSError) as exc:
         print(f'coldoc_tasks_cli: {exc}', file=sys.stderr)
+        if logfile != args.logfile and logfile and os.path.exists(logfile) and not os.path.getsize(logfile):
+            os.unlink(logfile)  # the empty log made above
         return 1
-    print(f'coldoc task server started (pid {pid})')
+    print(f'coldoc task server started (pid {pid})' + ('' if args.logfile else f', logging to {logfile}'))
     return 0
 
 
@@ -244,7 +250,8 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_commands(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest='coldoc_command', metavar='COMMAND', required=True)
-    start = commands.add_parser('start', help='run a server in the foreground')
+    # start_with: coldoc_tasks 0.2's name for starting with what the infofile holds
+    start = commands.add_parser('start', help='run a server in the foreground', aliases=['start_with'])
     _add_server_options(start)
     start.add_argument('--detach', action='store_true', help=argparse.SUPPRESS)
     start.add_argument('--ready-fd', type=int, help=argparse.SUPPRESS)
@@ -253,12 +260,12 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
     _add_server_options(daemon)
     daemon.add_argument('--timeout', type=float, default=30.0, help='seconds to wait for it (default 30)')
     daemon.set_defaults(handler=cmd_daemon)
-    for name, handler, text in [('stop', cmd_stop, 'stop the server'),
+    for name, handler, text in [('stop', cmd_stop, 'stop the server (also: shutdown)'),
                                 ('status', cmd_status, "show the server's state"),
                                 ('ping', cmd_ping, 'check that the server answers'),
                                 ('pid', cmd_pid, "print the server's pid"),
                                 ('test', cmd_test, 'run a self-check against the live server')]:
-        command = commands.add_parser(name, help=text)
+        command = commands.add_parser(name, help=text, aliases=['shutdown'] if name == 'stop' else [])
         command.add_argument('infofile')
         command.add_argument('--timeout', type=float, default=60.0 if name == 'stop' else 5.0,
                              help='seconds to wait for an answer')

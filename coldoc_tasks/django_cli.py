@@ -20,6 +20,7 @@ module to add the commands even where Django is not installed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from typing import Any
@@ -28,12 +29,16 @@ from typing import Any
 COMMANDS = {
     'start': 'run the task server in the foreground',
     'daemon': 'start the task server in the background, return once it serves',
+    'autostart': 'start the task server in the background unless one answers',
     'stop': 'stop the task server',
     'status': "show the settings and the task server's state",
     'ping': 'check that the task server answers',
     'pid': "print the task server's pid",
     'test': 'run a self-check against the live task server, Django included',
 }
+
+#: Other names of commands: coldoc_tasks 0.2's ``shutdown``.
+ALIASES = {'shutdown': 'stop'}
 
 #: The options of "coldoc_tasks_cli coldoc start" that start and daemon pass on.
 SERVER_OPTIONS: list[tuple[str, type, str]] = [
@@ -51,7 +56,7 @@ SERVER_OPTIONS: list[tuple[str, type, str]] = [
 
 def add_command_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     """Add the options of ``command`` to its ``parser``."""
-    if command in ('stop', 'status', 'ping', 'test', 'daemon'):
+    if command in ('stop', 'status', 'ping', 'test', 'daemon', 'autostart'):
         parser.add_argument('--timeout', type=float, default=None,
                             help='seconds to wait for an answer (default: depends on the command)')
     if command == 'stop':
@@ -95,6 +100,8 @@ def run(command: str, options: dict[str, Any]) -> int:
     except django_support.ColdocTasksSettingsError as exc:
         print(f'coldoc_tasks: {exc}', file=sys.stderr)
         return 2
+    if options.get('infofile'):  # django_start_with INFOFILE
+        conf = dataclasses.replace(conf, infofile=os.path.abspath(options['infofile']), default_infofile=False)
     timeout = options.get('timeout')
     timeout_args = [] if timeout is None else ['--timeout', str(timeout)]
     extra = server_args(options)
@@ -107,6 +114,16 @@ def run(command: str, options: dict[str, Any]) -> int:
         argv = ['start', conf.infofile, *([conf.socket] if conf.socket else [])]
         argv += ['--logfile', conf.logfile] if conf.logfile else []
         return coldoc_cli.main(argv + extra)
+    if command == 'autostart':
+        from .daemon import ColdocTasksStartError
+
+        try:
+            pid = django_support.autostart_coldoc(conf, timeout=30.0 if timeout is None else timeout)
+        except ColdocTasksStartError as exc:
+            print(f'coldoc_tasks: {exc}', file=sys.stderr)
+            return 1
+        print(f'coldoc task server running (pid {pid})')
+        return 0
     if command == 'daemon':
         from .daemon import ColdocTasksStartError
 
@@ -136,7 +153,6 @@ def _settings_summary(conf: Any) -> str:
     from .django_support import AUTOSTART_OPTIONS_ENV, get_chooser
 
     chooser = get_chooser()
-    chooser()
     lines = [f'settings module   {conf.settings_module}',
              f'infofile          {conf.infofile}{" (default)" if conf.default_infofile else ""}',
              f'socket            {conf.socket or "(temporary)"}',
@@ -146,7 +162,7 @@ def _settings_summary(conf: Any) -> str:
              f'(${AUTOSTART_OPTIONS_ENV}={os.environ.get(AUTOSTART_OPTIONS_ENV, "")!r} here)',
              f'logfile           {conf.logfile or "-"}',
              f'pythonpath        {os.pathsep.join(conf.pythonpath) or "-"}',
-             f'backend now       {chooser.name}']
+             f'backend now       {chooser.fork_type}']
     return '\n'.join(lines)
 
 
@@ -210,12 +226,22 @@ def _cli_handler(command: str):
 def add_django_commands(commands: argparse._SubParsersAction) -> None:
     """Add ``django_start`` ... ``django_test`` to the ``coldoc`` command group."""
     for command, text in COMMANDS.items():
-        parser = commands.add_parser(f'django_{command}', help=f'{text} (Django site, from its settings)')
+        aliases = [f'django_{alias}' for alias, target in ALIASES.items() if target == command]
+        parser = commands.add_parser(f'django_{command}', help=f'{text} (Django site, from its settings)',
+                                     aliases=aliases)
         parser.add_argument('--settings', help='the Django settings module (default: $DJANGO_SETTINGS_MODULE)')
         parser.add_argument('--pythonpath', action='append',
                             help='a directory to add to the Python path (repeatable), e.g. the site')
         add_command_arguments(parser, command)
         parser.set_defaults(handler=_cli_handler(command))
+    # coldoc_tasks 0.2's way of running a site's server for a given infofile
+    parser = commands.add_parser('django_start_with', help='run the task server of a Django site in the foreground '
+                                 'for this infofile')
+    parser.add_argument('infofile')
+    parser.add_argument('--settings', help='the Django settings module (default: $DJANGO_SETTINGS_MODULE)')
+    parser.add_argument('--pythonpath', action='append', help='a directory to add to the Python path (repeatable)')
+    add_command_arguments(parser, 'start')
+    parser.set_defaults(handler=_cli_handler('start'))
 
 
 if __name__ == '__main__':

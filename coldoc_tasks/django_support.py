@@ -49,8 +49,8 @@ if TYPE_CHECKING:
     from .task_utils import BestForkClass
 
 __all__ = [
-    'AUTOSTART_OPTIONS_ENV', 'AUTOSTART_NAMES', 'ColdocTasksSettingsError', 'TasksSettings', 'read_settings',
-    'autostart_allowed', 'autostart',
+    'AUTOSTART_OPTIONS_ENV', 'AUTOSTART_ENV', 'AUTOSTART_NAMES', 'ColdocTasksSettingsError', 'TasksSettings',
+    'read_settings', 'autostart_allowed', 'autostart',
     'autostart_coldoc', 'autostart_celery', 'start_coldoc_daemon', 'server_environment', 'server_main',
     'install_database_hooks', 'get_chooser', 'get_fork_class', 'reset',
 ]
@@ -60,6 +60,8 @@ logger = logging.getLogger(__name__)
 #: The environment variable that allows autostarting in this process: ``autostart``
 #: or ``all`` allow every server the settings list, else a comma-separated list of names.
 AUTOSTART_OPTIONS_ENV = 'COLDOC_TASKS_AUTOSTART_OPTIONS'
+#: The same flag as coldoc_tasks 0.2 spells it (``all``, or a list of names).
+AUTOSTART_ENV = 'COLDOC_TASKS_AUTOSTART'
 #: What ``COLDOC_TASKS_AUTOSTART`` may list.
 AUTOSTART_NAMES = ('coldoc', 'celery')
 _ALLOW_ALL = ('autostart', 'all')
@@ -87,10 +89,22 @@ class TasksSettings:
     settings_module: str | None
     #: True when COLDOC_TASKS_INFOFILE is unset and the per-site temporary one is used
     default_infofile: bool = False
+    #: ``COLDOC_TASKS_COLDOC_LOGFILE`` and ``COLDOC_TASKS_CELERY_LOGFILE``, if set
+    coldoc_logfile_setting: str | None = None
+    celery_logfile_setting: str | None = None
+
+    @property
+    def coldoc_logfile(self) -> str | None:
+        """The log of an autostarted coldoc server: ``COLDOC_TASKS_COLDOC_LOGFILE``,
+        else ``COLDOC_TASKS_LOGFILE``."""
+        return self.coldoc_logfile_setting or self.logfile
 
     @property
     def celery_logfile(self) -> str | None:
-        """The log of an autostarted Celery worker: beside the server's log."""
+        """The log of an autostarted Celery worker: ``COLDOC_TASKS_CELERY_LOGFILE``,
+        else beside the server's log."""
+        if self.celery_logfile_setting:
+            return self.celery_logfile_setting
         if not self.logfile:
             return None
         root, ext = os.path.splitext(self.logfile)
@@ -188,6 +202,8 @@ def read_settings(settings: Any = None) -> TasksSettings:
         celeryconfig=celeryconfig,
         autostart=parse_autostart(get('COLDOC_TASKS_AUTOSTART'), celeryconfig),
         logfile=_path('COLDOC_TASKS_LOGFILE', get('COLDOC_TASKS_LOGFILE')),
+        coldoc_logfile_setting=_path('COLDOC_TASKS_COLDOC_LOGFILE', get('COLDOC_TASKS_COLDOC_LOGFILE')),
+        celery_logfile_setting=_path('COLDOC_TASKS_CELERY_LOGFILE', get('COLDOC_TASKS_CELERY_LOGFILE')),
         pythonpath=parse_pythonpath(get('COLDOC_TASKS_PYTHONPATH')),
         settings_module=settings_module,
         default_infofile=default,
@@ -197,13 +213,27 @@ def read_settings(settings: Any = None) -> TasksSettings:
 # -- autostart ---------------------------------------------------------------------
 
 
+def _words(environ: Any, name: str) -> set[str]:
+    return {word.strip() for word in environ.get(name, '').split(',')} - {''}
+
+
 def autostart_allowed(name: str, environ: dict | None = None) -> bool:
-    """True if ``$COLDOC_TASKS_AUTOSTART_OPTIONS`` allows autostarting server
-    ``name`` in this process (and this process is not a task server)."""
+    """True if the environment of this process allows autostarting server
+    ``name`` (and this process is not a task server).
+
+    Either flag allows it: ``$COLDOC_TASKS_AUTOSTART_OPTIONS`` (this
+    package's documented form) or ``$COLDOC_TASKS_AUTOSTART`` (coldoc_tasks
+    0.2's), each ``autostart`` or ``all`` or a comma-separated list of
+    names; the keyword ``noautostart`` in ``$COLDOC_TASKS_AUTOSTART_OPTIONS``
+    forbids it.
+    """
     environ = os.environ if environ is None else environ
     if environ.get(IN_SERVER_ENV):
         return False
-    words = {word.strip() for word in environ.get(AUTOSTART_OPTIONS_ENV, '').split(',')}
+    options = _words(environ, AUTOSTART_OPTIONS_ENV)
+    if 'noautostart' in options:
+        return False
+    words = options | _words(environ, AUTOSTART_ENV)
     return name in words or any(word in words for word in _ALLOW_ALL)
 
 
@@ -212,6 +242,7 @@ def server_environment(conf: TasksSettings, environ: dict | None = None) -> dict
     site's settings and code, and never autostarts anything itself."""
     env = dict(os.environ if environ is None else environ)
     env.pop(AUTOSTART_OPTIONS_ENV, None)
+    env.pop(AUTOSTART_ENV, None)
     env.pop(IN_SERVER_ENV, None)
     if not conf.settings_module:
         raise ColdocTasksSettingsError(
@@ -228,7 +259,7 @@ def start_coldoc_daemon(conf: TasksSettings, *, extra_args: Iterable[str] = (), 
     ``django.setup()`` first, see :func:`server_main`); return its pid once
     it serves.  Raise :class:`~coldoc_tasks.daemon.ColdocTasksStartError`
     with its output if it cannot start (one already runs, for example)."""
-    return tasks_daemon_start(conf.infofile, conf.socket, conf.password, logfile=conf.logfile,
+    return tasks_daemon_start(conf.infofile, conf.socket, conf.password, logfile=conf.coldoc_logfile,
                               env=server_environment(conf), server_module=SERVER_MODULE,
                               extra_args=extra_args, timeout=timeout)
 
@@ -236,7 +267,7 @@ def start_coldoc_daemon(conf: TasksSettings, *, extra_args: Iterable[str] = (), 
 def autostart_coldoc(conf: TasksSettings, timeout: float = 30.0) -> int:
     """Make sure a coldoc server serves the site: start one unless one
     answers (race-free: many processes at once start one).  Return its pid."""
-    pid = tasks_daemon_autostart(conf.infofile, conf.socket, conf.password, logfile=conf.logfile,
+    pid = tasks_daemon_autostart(conf.infofile, conf.socket, conf.password, logfile=conf.coldoc_logfile,
                                  env=server_environment(conf), server_module=SERVER_MODULE, timeout=timeout)
     logger.info('autostart: coldoc task server for %s: pid %d', conf.infofile, pid)
     return pid
@@ -277,7 +308,24 @@ def autostart(conf: TasksSettings | None = None) -> dict[str, int | None]:
             logger.error('autostart of the %s server failed: %s', name, exc)
     if done:
         reset()  # choose again: what answers may have changed
+        _record_on_settings(conf, done)
     return done
+
+
+def _record_on_settings(conf: TasksSettings, done: dict[str, int | None]) -> None:
+    """Set what coldoc_tasks 0.2 set on the settings after an autostart:
+    ``COLDOC_TASKS_AUTOSTART_COLDOC_PROC`` and ``..._INFOFILE`` (the
+    server's pid and infofile), ``COLDOC_TASKS_AUTOSTART_CELERY_PROC`` (the
+    pid of a Celery worker started here)."""
+    from django.conf import settings
+
+    if not settings.configured:
+        return
+    if done.get('coldoc'):
+        settings.COLDOC_TASKS_AUTOSTART_COLDOC_PROC = done['coldoc']
+        settings.COLDOC_TASKS_AUTOSTART_INFOFILE = conf.infofile
+    if done.get('celery'):
+        settings.COLDOC_TASKS_AUTOSTART_CELERY_PROC = done['celery']
 
 
 # -- inside a started server ---------------------------------------------------------
@@ -310,6 +358,7 @@ def setup_django_server() -> None:
 
     os.environ.setdefault(IN_SERVER_ENV, str(os.getpid()))
     os.environ.pop(AUTOSTART_OPTIONS_ENV, None)
+    os.environ.pop(AUTOSTART_ENV, None)
     if not apps.ready:
         if not os.environ.get('DJANGO_SETTINGS_MODULE'):
             raise ColdocTasksSettingsError('DJANGO_SETTINGS_MODULE is not set')
