@@ -317,7 +317,7 @@ def proc_join(proc: Any, timeout: float | None = None) -> bool:
         return True
     if isinstance(proc, int):
         return _join_pid(proc, timeout)
-    if hasattr(proc, 'join'):
+    if hasattr(proc, 'join') and not isinstance(proc, (str, bytes)):
         proc.join(timeout)
         return not proc.is_alive() if hasattr(proc, 'is_alive') else True
     if hasattr(proc, 'wait'):
