@@ -76,7 +76,8 @@ class ColdocFork(ForkBase):
     """Run each task on a worker of a coldoc task server.
 
     The full contract of :class:`~coldoc_tasks.base.ForkBase`.  Give the
-    server's ``infofile``, or its ``address`` (socket path) and ``authkey``.
+    server's ``infofile``, or its ``address`` (socket path) and ``authkey``
+    (also by position, as 0.2 took them: ``fork_class(address, authkey)``).
     ``queue`` names the server queue (``None`` or ``True``: the default
     queue).  A pickled fork object can ``wait`` from any process of the
     machine; it carries the infofile path, or the address and the key.
@@ -88,6 +89,11 @@ class ColdocFork(ForkBase):
 
     def __init__(self, use_fork: bool = True, timeout: float | None = None, queue: str | bool | None = None, *,
                  infofile: PathLike | None = None, address: str | None = None, authkey: bytes | str | None = None):
+        if isinstance(use_fork, (str, bytes, os.PathLike)) and isinstance(timeout, (bytes, str)):
+            # 0.2's order, fork_class(address, authkey): a path and a key are never a flag and a timeout
+            if address is not None or authkey is not None:
+                raise ColdocTasksUsageError('give the address and the authkey either by position or by keyword')
+            address, authkey, use_fork, timeout = os.fsdecode(use_fork), timeout, True, None
         if queue is None or queue is True:
             queue = DEFAULT_QUEUE
         elif not isinstance(queue, str) or not queue:

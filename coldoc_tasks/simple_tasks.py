@@ -265,6 +265,26 @@ class SimpleFork(ForkBase):
     def _terminate(self) -> None:
         self._child().terminate(self.terminate_grace)
 
+    @property
+    def subprocess_pid(self) -> int | None:
+        """The pid of the child running the task (``None`` before ``run``
+        or when it ran inline)."""
+        if self.task_id is None or self._inline:
+            return None
+        return self._child().pid
+
+    def kill(self, signal_: int = signal.SIGTERM) -> None:
+        """Send ``signal_`` to the child's process group, unless the task has
+        already ended and been collected (as coldoc_tasks 0.2's ``kill``)."""
+        if self.task_id is None:
+            raise ColdocTasksUsageError('kill() was called before run()')
+        if self._inline or self._outcome is not None:
+            return
+        child = self._child()
+        with child.signal_lock:
+            if not child._state['reaped']:
+                signal_group(child.pid, signal_)
+
     def __getstate__(self) -> dict:
         state = super().__getstate__()
         state['_child_ref'] = None

@@ -35,7 +35,7 @@ from .simple_tasks import NoFork
 
 __all__ = ['BACKENDS', 'DEFAULT_PREFERENCES', 'DEFAULT_REFRESH_INTERVAL', 'BestForkClass', 'ForkClassChooser',
            'all_fork_classes', 'choose_best_fork_class', 'format_exception', 'get_backend_fork_class',
-           'parse_preferences', 'proc_join']
+           'parse_preferences', 'proc_join', 'test_fork']
 
 logger = logging.getLogger(__name__)
 
@@ -358,3 +358,35 @@ def format_exception(exc: BaseException, *args: Any, **kwargs: Any) -> list[str]
     :func:`traceback.format_exception` formats it (extra arguments are
     passed on)."""
     return traceback.format_exception(type(exc), exc, exc.__traceback__, *args, **kwargs)
+
+
+def test_fork(fork_class: Callable[..., ForkBase], print_: Callable[[str], object] = print) -> int:
+    """Run the self-check of the fork-class contract with fork objects made
+    by ``fork_class()`` (a fork class, or a ``functools.partial`` of one);
+    print a line per check with ``print_``; return the number of failures."""
+    from .selfcheck import run_checks
+
+    return run_checks(fork_class, out=print_)
+
+
+def fork_reentrant_test(fork_class: Callable[..., ForkBase], depth: int = 3, sleep: float = 0.1) -> Any:
+    """A task that runs itself as a subtask ``depth`` times with
+    ``fork_class``; at the bottom it sleeps ``sleep`` seconds and the chain
+    returns ``'happy'``, or, with ``sleep <= 0``, raises ``ValueError``,
+    which reaches the top.  Each level waits at most ``2 * sleep + 3``
+    seconds."""
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+        raise ValueError(f'depth must be an int >= 0, not {depth!r}')
+    f = fork_class()
+    if depth > 0:
+        f.run(fork_reentrant_test, fork_class, depth - 1, sleep)
+    elif sleep > 0:
+        f.run(time.sleep, sleep)
+    else:
+        raise ValueError('raised on purpose at the bottom of the chain')
+    value = f.wait(timeout=2.0 * sleep + 3.0)
+    return 'happy' if depth == 0 else value
+
+
+#: coldoc_tasks 0.2's name of :func:`fork_reentrant_test`, which its tests import.
+globals()['__fork_reentrat_test'] = fork_reentrant_test

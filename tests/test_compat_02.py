@@ -11,10 +11,12 @@ import multiprocessing
 import os
 import pickle
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -309,3 +311,17 @@ def test_cli_02_forms(short_dir):
     finally:
         assert cli('coldoc', 'stop', info).returncode == 0
         server.wait(30)
+
+
+def test_simple_subprocess_pid_and_kill():
+    f = fork_class()
+    f.run(time.sleep, 60)
+    pid = f.subprocess_pid
+    assert isinstance(pid, int) and pid != os.getpid()
+    f.kill(signal.SIGKILL)
+    with pytest.raises(CT.ColdocTasksProcessLookupError, match='SIGKILL'):
+        f.wait(timeout=30)
+    f.kill()  # ended and collected: nothing to do
+    inline = fork_class(use_fork=False)
+    inline.run(int, '3')
+    assert inline.subprocess_pid is None and inline.wait() == 3
