@@ -9,6 +9,7 @@ id                          problem
 ``coldoc_tasks.E004``       the directory of the infofile, socket or logfile cannot hold it
 ``coldoc_tasks.E005``       the socket path is too long for an AF_UNIX socket
 ``coldoc_tasks.E006``       a setting has a wrong type (paths: ``str`` or ``pathlib.Path``)
+``coldoc_tasks.E007``       a server option (``COLDOC_TASKS_RESULT_RETENTION`` ...) is out of its range
 ``coldoc_tasks.W001``       a ``COLDOC_TASKS_PYTHONPATH`` entry is not a directory
 ``coldoc_tasks.W002``       autostart is set, but ``COLDOC_TASKS_PYTHONPATH`` is not
 ==========================  ===========================================================
@@ -22,7 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.core import checks
 
-from .django_support import ColdocTasksSettingsError, parse_autostart, parse_pythonpath
+from .django_support import ColdocTasksSettingsError, parse_autostart, parse_pythonpath, parse_server_options
 
 #: Longest AF_UNIX socket path (sun_path is 108 bytes on Linux, with a final NUL).
 MAX_SOCKET_PATH = 107
@@ -96,6 +97,11 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         errors.append(_error(f'COLDOC_TASKS_SOCKET is {len(os.fsencode(socket_path))} bytes long, over the '
                              f'{MAX_SOCKET_PATH} bytes an AF_UNIX socket path may have', 5,
                              hint='choose a shorter path, or leave it unset for a temporary one'))
+
+    try:
+        parse_server_options(settings)
+    except ColdocTasksSettingsError as exc:
+        errors.append(_error(str(exc), 7, hint='remove the setting to use the default'))
 
     try:
         pythonpath = parse_pythonpath(getattr(settings, 'COLDOC_TASKS_PYTHONPATH', None))

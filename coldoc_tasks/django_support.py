@@ -92,6 +92,8 @@ class TasksSettings:
     #: ``COLDOC_TASKS_COLDOC_LOGFILE`` and ``COLDOC_TASKS_CELERY_LOGFILE``, if set
     coldoc_logfile_setting: str | None = None
     celery_logfile_setting: str | None = None
+    #: the server options set as ``COLDOC_TASKS_<OPTION>`` (checked; see coldoc_tasks.server.options)
+    server_options: dict = dataclasses.field(default_factory=dict)
 
     @property
     def coldoc_logfile(self) -> str | None:
@@ -155,6 +157,24 @@ def parse_autostart(value: Any, celeryconfig: str | None = None) -> tuple[str, .
     return tuple(dict.fromkeys(names))
 
 
+def parse_server_options(settings: Any) -> dict[str, Any]:
+    """The server options the settings set (``COLDOC_TASKS_RESULT_RETENTION``,
+    ``COLDOC_TASKS_MAX_MESSAGE_SIZE``, ...), checked against their ranges;
+    raise :class:`ColdocTasksSettingsError` naming a bad one."""
+    from .server.options import SERVER_OPTIONS, ColdocTasksOptionError
+
+    found = {}
+    for option in SERVER_OPTIONS:
+        value = getattr(settings, option.setting, None)
+        if value is None:
+            continue
+        try:
+            found[option.name] = option.check(value, option.setting)
+        except ColdocTasksOptionError as exc:
+            raise ColdocTasksSettingsError(str(exc)) from None
+    return found
+
+
 def default_infofile_directory(settings_module: str | None, settings_file: str | None) -> str:
     """The private temporary directory of a site's default infofile: the
     same for every process of the site (so that they share one server),
@@ -204,6 +224,7 @@ def read_settings(settings: Any = None) -> TasksSettings:
         logfile=_path('COLDOC_TASKS_LOGFILE', get('COLDOC_TASKS_LOGFILE')),
         coldoc_logfile_setting=_path('COLDOC_TASKS_COLDOC_LOGFILE', get('COLDOC_TASKS_COLDOC_LOGFILE')),
         celery_logfile_setting=_path('COLDOC_TASKS_CELERY_LOGFILE', get('COLDOC_TASKS_CELERY_LOGFILE')),
+        server_options=parse_server_options(settings),
         pythonpath=parse_pythonpath(get('COLDOC_TASKS_PYTHONPATH')),
         settings_module=settings_module,
         default_infofile=default,
@@ -261,14 +282,15 @@ def start_coldoc_daemon(conf: TasksSettings, *, extra_args: Iterable[str] = (), 
     with its output if it cannot start (one already runs, for example)."""
     return tasks_daemon_start(conf.infofile, conf.socket, conf.password, logfile=conf.coldoc_logfile,
                               env=server_environment(conf), server_module=SERVER_MODULE,
-                              extra_args=extra_args, timeout=timeout)
+                              extra_args=extra_args, timeout=timeout, **conf.server_options)
 
 
 def autostart_coldoc(conf: TasksSettings, timeout: float = 30.0) -> int:
     """Make sure a coldoc server serves the site: start one unless one
     answers (race-free: many processes at once start one).  Return its pid."""
     pid = tasks_daemon_autostart(conf.infofile, conf.socket, conf.password, logfile=conf.coldoc_logfile,
-                                 env=server_environment(conf), server_module=SERVER_MODULE, timeout=timeout)
+                                 env=server_environment(conf), server_module=SERVER_MODULE, timeout=timeout,
+                                 **conf.server_options)
     logger.info('autostart: coldoc task server for %s: pid %d', conf.infofile, pid)
     return pid
 
