@@ -26,6 +26,7 @@ from typing import Any
 
 from .base import ForkBase, new_task_id
 from .client import PushSlot, ServerConnection, control_request, get_connection
+from .coldoc_stop import stop_server
 from .daemon import tasks_daemon_autostart, tasks_daemon_start
 from .exceptions import (
     ColdocTasksBackendUnavailableError,
@@ -277,33 +278,10 @@ def server_pid(infofile: PathLike) -> int | None:
 def shutdown(infofile: PathLike, grace: float | None = None, timeout: float = 60.0) -> bool:
     """Stop the server of ``infofile``: running tasks get ``grace`` seconds
     (default: the server's) to finish.  Wait until it has exited; return
-    False if no server was running."""
-    try:
-        info = read_infofile(infofile)
-        connection = ServerConnection(info['socket'], info['authkey'])
-    except (InfofileError, ColdocTasksConnectionError):
-        return False
-    try:
-        connection.request(('shutdown', grace), timeout=timeout)
-        pid = connection.server_pid
-    finally:
-        connection.close()
-    _wait_exit(pid, timeout)
-    return True
-
-
-def _wait_exit(pid: int, timeout: float) -> None:
-    import select
-
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        if not select.select([pidfd], [], [], timeout)[0]:
-            raise ColdocTasksTimeoutError(f'the task server (pid {pid}) did not exit within {timeout} s')
-    finally:
-        os.close(pidfd)
+    False if no server was running.  A server that does not answer (stopped,
+    wedged) is stopped with signals once it is known to be that server;
+    :func:`coldoc_tasks.coldoc_stop.stop_server` says how it went."""
+    return stop_server(infofile, grace=grace, timeout=timeout).stopped
 
 
 def tasks_server_start(infofile: PathLike, socket_path: PathLike | None = None,
