@@ -15,12 +15,14 @@ down (``shutdown__``), then sent SIGTERM if it does not go.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import select
 import signal
 import time
+from collections.abc import Iterator
 
 from .client import ServerConnection
 from .exceptions import ColdocTasksConnectionError, ColdocTasksException, ColdocTasksTimeoutError
@@ -124,7 +126,12 @@ def stop_server(infofile: PathLike, grace: float | None = None, timeout: float =
     kill_after = ((grace if grace is not None else info.get('stop_grace') or DEFAULT_STOP_GRACE)
                   + (info.get('terminate_grace') or DEFAULT_TERMINATE_GRACE) + 1.0)
     logger.warning('the task server (pid %d) of %s %s: stopping it with signals', pid, infofile, why)
-    how = _signal_stop(pid, kill_after, lambda: verified_lock_holder(infofile) == pid)
+    with _pidfd(pid) as pidfd:
+        # Checked again once the pidfd is open: the signals go to the
+        # process that holds the lock, never to a recycled pid.
+        if pidfd is not None and verified_lock_holder(infofile) != pid:
+            raise ColdocTasksException(f'pid {pid} no longer holds the lock of {infofile}; not signalled')
+        how = _signal_stop(pidfd, pid, kill_after)
     return StopReport(pid, how, reason=why)
 
 
@@ -135,58 +142,64 @@ def _stop_legacy(info: dict, grace: float | None, timeout: float, answer_timeout
                           reason=f'no coldoc_tasks 0.2 server answers at {info["address"]}')
     deadline = time.monotonic() + timeout
     wait = min(timeout, grace if grace is not None else DEFAULT_STOP_GRACE)
-    if legacy_request_shutdown(info, timeout=answer_timeout) and _wait_exit(pid, wait):
-        return StopReport(pid, 'request', legacy=True)
     # Its pid came from the server itself, over a connection that proved the
-    # key: it is that server.
-    how = _signal_stop(pid, max(1.0, deadline - time.monotonic()), lambda: True, kill=False)
-    return StopReport(pid, how, legacy=True, reason=f'did not exit within {wait:g} s of the stop request')
+    # key: it is that server, held from now on by a pidfd.
+    with _pidfd(pid) as pidfd:
+        if not legacy_request_shutdown(info, timeout=answer_timeout):
+            why = 'did not take the stop request'
+        elif _exited(pidfd, wait):
+            return StopReport(pid, 'request', legacy=True)
+        else:
+            why = f'did not exit within {wait:g} s of the stop request'
+        how = _signal_stop(pidfd, pid, max(1.0, deadline - time.monotonic()), kill=False)
+    return StopReport(pid, how, legacy=True, reason=why)
 
 
-def _signal_stop(pid: int, kill_after: float, still_the_server, kill: bool = True) -> str:
-    """SIGTERM (with SIGCONT) the process ``pid``, then SIGKILL it if it
-    has not exited after ``kill_after`` seconds; the signal that stopped it.
-    ``still_the_server()`` is checked once the pidfd is open, so that the
-    signals go to the process that was verified, not to a recycled pid."""
+@contextlib.contextmanager
+def _pidfd(pid: int) -> Iterator[int | None]:
+    """A pidfd for ``pid`` (``None`` if it has exited), closed at the end."""
     try:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
-        return 'SIGTERM'  # it exited meanwhile
+        yield None
+        return
     try:
-        if not still_the_server():
-            raise ColdocTasksException(f'pid {pid} no longer holds the lock of the task server; not signalled')
-        try:
-            signal.pidfd_send_signal(pidfd, signal.SIGTERM)
-            signal.pidfd_send_signal(pidfd, signal.SIGCONT)  # a stopped process acts on SIGTERM only once continued
-        except ProcessLookupError:
-            return 'SIGTERM'
-        except PermissionError as exc:
-            raise ColdocTasksStopPermissionError(
-                f'no permission to signal the task server (pid {pid}): {exc.strerror}; it belongs to another '
-                f'user (stop it as that user, or as root)') from None
-        if select.select([pidfd], [], [], kill_after)[0]:
-            return 'SIGTERM'
-        if not kill:
-            raise ColdocTasksTimeoutError(f'the server (pid {pid}) did not exit within {kill_after:g} s of SIGTERM')
-        logger.warning('the task server (pid %d) did not exit within %g s of SIGTERM: SIGKILL', pid, kill_after)
-        try:
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-        except ProcessLookupError:
-            return 'SIGTERM'
-        if not select.select([pidfd], [], [], KILL_WAIT)[0]:
-            raise ColdocTasksTimeoutError(f'the task server (pid {pid}) did not exit within {KILL_WAIT:g} s of SIGKILL')
-        return 'SIGKILL'
+        yield pidfd
     finally:
         os.close(pidfd)
+
+
+def _exited(pidfd: int | None, timeout: float) -> bool:
+    return pidfd is None or bool(select.select([pidfd], [], [], max(0.0, timeout))[0])
+
+
+def _signal_stop(pidfd: int | None, pid: int, kill_after: float, kill: bool = True) -> str:
+    """SIGTERM (with SIGCONT) the process of ``pidfd``, then SIGKILL it if
+    it has not exited after ``kill_after`` seconds; the signal that stopped it."""
+    if pidfd is None:
+        return 'SIGTERM'  # it exited meanwhile
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+        signal.pidfd_send_signal(pidfd, signal.SIGCONT)  # a stopped process acts on SIGTERM only once continued
+    except ProcessLookupError:
+        return 'SIGTERM'
+    except PermissionError as exc:
+        raise ColdocTasksStopPermissionError(
+            f'no permission to signal the task server (pid {pid}): {exc.strerror}; it belongs to another '
+            f'user (stop it as that user, or as root)') from None
+    if _exited(pidfd, kill_after):
+        return 'SIGTERM'
+    if not kill:
+        raise ColdocTasksTimeoutError(f'the server (pid {pid}) did not exit within {kill_after:g} s of SIGTERM')
+    logger.warning('the task server (pid %d) did not exit within %g s of SIGTERM: SIGKILL', pid, kill_after)
+    with contextlib.suppress(ProcessLookupError):
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    if not _exited(pidfd, KILL_WAIT):
+        raise ColdocTasksTimeoutError(f'the task server (pid {pid}) did not exit within {KILL_WAIT:g} s of SIGKILL')
+    return 'SIGKILL'
 
 
 def _wait_exit(pid: int, timeout: float) -> bool:
     """True if process ``pid`` has exited (or exits within ``timeout``)."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([pidfd], [], [], max(0.0, timeout))[0])
-    finally:
-        os.close(pidfd)
+    with _pidfd(pid) as pidfd:
+        return _exited(pidfd, timeout)
