@@ -246,15 +246,23 @@ def verified_lock_holder(infofile: PathLike) -> int | None:
 
 def flock_holders(device: int, inode: int) -> set[int]:
     """The pids holding an ``flock`` on the file ``(device, inode)``, from
-    ``/proc/locks`` (lines such as ``1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF``)."""
+    ``/proc/locks`` (lines such as ``1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF``).
+
+    Some filesystems (btrfs subvolumes, overlays) report to ``stat`` another
+    device number than the one listed there: if no lock matches both, the
+    locks on that inode number on any device are taken."""
     wanted = f'{os.major(device):02x}:{os.minor(device):02x}:{inode}'
-    holders = set()
+    exact, same_inode = set(), set()
     with open('/proc/locks', encoding='ascii', errors='replace') as stream:
         for line in stream:
             fields = line.split()
-            if len(fields) >= 6 and fields[1] == 'FLOCK' and fields[5] == wanted and fields[4].isdigit():
-                holders.add(int(fields[4]))
-    return holders
+            if len(fields) < 6 or fields[1] != 'FLOCK' or not fields[4].isdigit():
+                continue
+            if fields[5] == wanted:
+                exact.add(int(fields[4]))
+            elif fields[5].rpartition(':')[2] == str(inode):
+                same_inode.add(int(fields[4]))
+    return exact or same_inode
 
 
 @contextlib.contextmanager
