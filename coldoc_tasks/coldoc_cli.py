@@ -118,8 +118,8 @@ def cmd_start(args: argparse.Namespace) -> int:
         else:
             print(f'coldoc task server (pid {info["pid"]}) serving on {info["socket"]}', flush=True)
 
-    setup_logging(args.logfile, logging.DEBUG if args.verbose else logging.INFO)
     try:
+        setup_logging(args.logfile, logging.DEBUG if args.verbose else logging.INFO)
         run_server(args.infofile, args.socket, authkey, queues=queues, logfile=args.logfile,
                    on_ready=on_ready, **_server_options(args))
     except ColdocTasksServerRunningError as exc:
@@ -151,13 +151,32 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    from .coldoc_tasks import shutdown
+    from .coldoc_stop import stop_server
 
-    if not shutdown(args.infofile, grace=args.grace, timeout=args.timeout):
-        print(f'coldoc_tasks_cli: no task server answers for {args.infofile}', file=sys.stderr)
+    try:
+        report = stop_server(args.infofile, grace=args.grace, timeout=args.timeout)
+    except (ColdocTasksException, OSError) as exc:
+        print(f'coldoc_tasks_cli: cannot stop the task server of {args.infofile}: {exc}', file=sys.stderr)
         return 1
-    print('coldoc task server stopped')
+    if not report.stopped:
+        print(f'coldoc_tasks_cli: no task server answers for {args.infofile} ({report.reason})', file=sys.stderr)
+        return 1
+    print(report)
     return 0
+
+
+def _legacy_note(exc: ColdocTasksException) -> str:
+    """For an infofile of 0.2: say so, and whether its server answers."""
+    from .server.infofile import LegacyInfofileError
+    from .server.legacy import legacy_server_answers
+
+    if not isinstance(exc, LegacyInfofileError):
+        return str(exc)
+    pid = legacy_server_answers(exc.info)
+    if pid is None:
+        return f'{exc}; no 0.2 server answers at its address {exc.info["address"]} (starting a server replaces it)'
+    return (f'{exc}; its coldoc_tasks 0.2 server (pid {pid}) answers: stop it with '
+            f'"coldoc_tasks_cli coldoc stop {exc.path}"')
 
 
 def cmd_ping(args: argparse.Namespace) -> int:
@@ -166,7 +185,7 @@ def cmd_ping(args: argparse.Namespace) -> int:
     try:
         answer = ping(args.infofile, timeout=args.timeout, raise_errors=True)
     except ColdocTasksException as exc:
-        print(f'no answer: {exc}', file=sys.stderr)
+        print(f'no answer: {_legacy_note(exc)}', file=sys.stderr)
         return 1
     print(f'pong from pid {answer["pid"]}, version {answer["version"]}')
     return 0
@@ -189,7 +208,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         info = status(args.infofile, timeout=args.timeout)
     except ColdocTasksException as exc:
-        print(f'coldoc_tasks_cli: no answer: {exc}', file=sys.stderr)
+        print(f'coldoc_tasks_cli: no answer: {_legacy_note(exc)}', file=sys.stderr)
         return 1
     if args.json:
         json.dump(info, sys.stdout, indent=1, sort_keys=True)

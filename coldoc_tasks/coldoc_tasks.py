@@ -27,6 +27,7 @@ from typing import Any
 
 from .base import ForkBase, new_task_id
 from .client import PushSlot, ServerConnection, control_request, get_connection
+from .coldoc_stop import stop_server
 from .daemon import ColdocTasksStartError, tasks_daemon_start
 from .daemon import tasks_daemon_autostart as _autostart_pid
 from .exceptions import (
@@ -392,11 +393,18 @@ def shutdown(infofile: PathLike | None = None, *args: Any, address: str | None =
     """Stop the server: running tasks get ``grace`` seconds (default: the
     server's) to finish.  Wait until it has exited; return False if no
     server was running.  ``shutdown(infofile, grace=None, timeout=60.0)`` or
-    0.2's ``shutdown(address, authkey)``."""
+    0.2's ``shutdown(address, authkey)``.
+
+    Named by its infofile, a server that does not answer (stopped, wedged)
+    is stopped with signals once it is known to be that server;
+    :func:`coldoc_tasks.coldoc_stop.stop_server` says how it went.
+    """
     target, rest = _target(infofile, args, address, authkey)
     if rest:
         grace, *more = rest
         timeout = more[0] if more else timeout
+    if not target.legacy:
+        return stop_server(target.infofile, grace=grace, timeout=timeout).stopped
     try:
         connection = ServerConnection(*target.resolve())
     except (InfofileError, ColdocTasksConnectionError):

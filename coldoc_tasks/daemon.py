@@ -13,6 +13,7 @@ infofile's start lock makes it race-free when many processes call it at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -24,6 +25,7 @@ from collections.abc import Iterable
 from .exceptions import ColdocTasksException
 from .server.infofile import PathLike, read_infofile, start_lock
 from .server.main import IN_SERVER_ENV
+from .server.safefiles import read_own_file
 from .server.workers import QueueConfig
 
 logger = logging.getLogger(__name__)
@@ -102,9 +104,10 @@ def tasks_daemon_start(infofile: PathLike, socket_path: PathLike | None = None, 
         os.close(ready_r)
     if not ready:
         detail = output.decode('utf-8', 'replace').strip() or 'no output'
-        if logfile and os.path.exists(logfile):
-            with open(logfile, encoding='utf-8', errors='replace') as stream:
-                detail += '\nlast lines of the log:\n' + ''.join(stream.readlines()[-20:])
+        if logfile:
+            with contextlib.suppress(OSError, ColdocTasksException):  # never through a link planted there
+                lines = read_own_file(logfile, limit=1 << 30).decode('utf-8', 'replace').splitlines(True)
+                detail += '\nlast lines of the log:\n' + ''.join(lines[-20:])
         raise ColdocTasksStartError(f'the task server for {os.fspath(infofile)} did not start: {detail}')
     pid = read_infofile(infofile)['pid']
     logger.info('task server for %s started (pid %d)', os.fspath(infofile), pid)

@@ -325,3 +325,18 @@ def test_simple_subprocess_pid_and_kill():
     inline = fork_class(use_fork=False)
     inline.run(int, '3')
     assert inline.subprocess_pid is None and inline.wait() == 3
+
+
+def test_an_empty_file_reserved_for_the_infofile_is_used(short_dir):
+    # 0.2's users reserve the name with tempfile.NamedTemporaryFile(delete=False)
+    with tempfile.NamedTemporaryFile(prefix='info_', dir=short_dir, delete=False) as reserved:
+        info = reserved.name
+    proc, info_ = CT.tasks_daemon_autostart(infofile=info, logfile=True)
+    assert proc and info_ == info
+    assert CT.ping(*CT.tasks_server_readinfo(info)[:2])['pid'] == proc
+    with open(os.path.join(short_dir, 'notes'), 'w') as notes:
+        notes.write('not empty\n')
+    failed, error = CT.tasks_daemon_autostart(os.path.join(short_dir, 'notes'))
+    assert failed is False and 'not an infofile' in str(error)
+    with open(os.path.join(short_dir, 'notes')) as notes:
+        assert notes.read() == 'not empty\n'

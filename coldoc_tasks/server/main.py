@@ -3,13 +3,10 @@ authkey, the infofile, logging; then the event loop until it stops."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import logging
-import logging.handlers
 import os
 import secrets
-import stat
 import sys
 import tempfile
 import time
@@ -17,8 +14,17 @@ from collections.abc import Callable, Iterable
 
 from .. import __version__
 from ..exceptions import ColdocTasksException
-from .infofile import InfofileError, PathLike, ServerLock, lock_holder, read_infofile, write_infofile
+from .infofile import PathLike, ServerLock, lock_holder, replaceable_infofile, write_infofile
+from .legacy import legacy_server_answers
 from .protocol import DEFAULT_MAX_BODY, PROTOCOL_VERSION
+from .safefiles import (
+    PrivateRotatingFileHandler,
+    UnsafePathError,
+    check_private_directory,
+    clear_socket_path,
+    make_private_directory,
+    remove_own_directory,
+)
 from .server import TaskServer
 from .workers import QueueConfig
 
@@ -28,6 +34,8 @@ logger = logging.getLogger(__name__)
 #: code that would autostart a server must not do so from inside one.
 IN_SERVER_ENV = 'COLDOC_TASKS_IN_SERVER'
 AUTHKEY_BYTES = 32
+#: Seconds to find out whether a coldoc_tasks 0.2 server answers at the old infofile's address.
+LEGACY_PROBE_TIMEOUT = 3.0
 LOG_FORMAT = '%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s'
 
 
@@ -44,26 +52,43 @@ def private_socket_path() -> str:
     return os.path.join(tempfile.mkdtemp(prefix='coldoc-tasks-'), 'socket')
 
 
-def _usable_socket_directory(path: str) -> bool:
-    """True if the directory of ``path`` (the previous server's socket) is
-    ours and private (0700, not a link), or could be made again so."""
+class ColdocTasksLegacyServerRunningError(ColdocTasksServerRunningError):
+    """A server of coldoc_tasks 0.2 still serves this infofile."""
+
+    def __init__(self, infofile: str, pid: int):
+        ColdocTasksException.__init__(
+            self, f'an old coldoc_tasks 0.2 server (pid {pid}) still serves {infofile}; stop it first '
+            f'(coldoc_tasks_cli coldoc stop {infofile}, or kill {pid}), then start this one')
+        self.pid = pid
+
+
+def _previous_socket(previous: dict) -> tuple[str | None, str | None]:
+    """The previous server's socket path, if its directory is still ours and
+    private or can be made again; and that directory, if a server of this
+    infofile made it (then the server removes it when it stops)."""
+    path = previous.get('socket')
+    if not path:
+        return None, None
     directory = os.path.dirname(path) or '.'
+    made_by_a_server = previous.get('socket_directory') == directory
     try:
-        info = os.lstat(directory)
+        check_private_directory(directory)
     except FileNotFoundError:
         try:
-            os.makedirs(directory, mode=0o700)
-        except OSError:
-            return False
-        return True
-    return (stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
-            and stat.S_IMODE(info.st_mode) & 0o077 == 0)
+            make_private_directory(directory)
+        except (OSError, UnsafePathError):
+            return None, None
+        return path, directory
+    except (OSError, UnsafePathError):
+        return None, None
+    return path, directory if made_by_a_server else None
 
 
 def setup_logging(logfile: PathLike | None, level: int = logging.INFO) -> None:
-    """Log to ``logfile`` (rotating: 10 MB, 5 kept) or to stderr."""
+    """Log to ``logfile`` (rotating: 10 MB, 5 kept; every file 0600, never
+    through a link) or to stderr."""
     if logfile:
-        handler: logging.Handler = logging.handlers.RotatingFileHandler(
+        handler: logging.Handler = PrivateRotatingFileHandler(
             os.fspath(logfile), maxBytes=10 * 1024 * 1024, backupCount=5, encoding='utf-8')
     else:
         handler = logging.StreamHandler(sys.stderr)
@@ -84,7 +109,12 @@ def run_server(infofile: PathLike, socket_path: PathLike | None = None, authkey:
     infofile, if any (so clients holding them reconnect), else a fresh socket
     in a private directory and a random key.  Raise
     :class:`ColdocTasksServerRunningError` if a live server holds the
-    infofile.  ``preload``: modules imported before any worker is forked,
+    infofile.  Files of others are never touched: a link, a foreign file or a
+    file that is no infofile at ``infofile``, or anything but a stale socket
+    at ``socket_path``, raises :class:`.safefiles.UnsafePathError` naming
+    it; an infofile of coldoc_tasks 0.2 whose server still answers raises
+    :class:`ColdocTasksLegacyServerRunningError` (a dead one's is replaced,
+    with a fresh socket and key).  ``preload``: modules imported before any worker is forked,
     so that workers start with them (the code of the tasks, typically).
     ``on_ready(info)`` is called once clients can connect.
     """
@@ -94,16 +124,30 @@ def run_server(infofile: PathLike, socket_path: PathLike | None = None, authkey:
     lock = ServerLock(infofile)
     if not lock.acquire():
         raise ColdocTasksServerRunningError(infofile, lock_holder(infofile))
+    made_directory = None
     try:
-        previous = {}
-        with contextlib.suppress(InfofileError):
-            previous = read_infofile(infofile)
+        kind, previous = replaceable_infofile(infofile)
+        if kind == 'legacy':
+            legacy_pid = legacy_server_answers(previous, timeout=LEGACY_PROBE_TIMEOUT)
+            if legacy_pid is not None:
+                raise ColdocTasksLegacyServerRunningError(infofile, legacy_pid)
+            logger.info('replacing the infofile %s of a coldoc_tasks 0.2 server that no longer runs', infofile)
+            previous = {}  # nothing of the old server is kept: a fresh socket, a fresh key
         if isinstance(authkey, str):
             authkey = authkey.encode('utf-8')
         authkey = authkey or previous.get('authkey') or secrets.token_bytes(AUTHKEY_BYTES)
-        if socket_path is None and previous.get('socket') and _usable_socket_directory(previous['socket']):
-            socket_path = previous['socket']
-        socket_path = os.path.abspath(os.fspath(socket_path)) if socket_path else private_socket_path()
+        if socket_path is None:
+            socket_path, made_directory = _previous_socket(previous)
+            if socket_path is not None:
+                try:
+                    clear_socket_path(socket_path)
+                except UnsafePathError as exc:
+                    logger.warning('not reusing the previous socket: %s', exc)
+                    socket_path = None
+        if socket_path is None:
+            socket_path = private_socket_path()
+            made_directory = os.path.dirname(socket_path)
+        socket_path = os.path.abspath(os.fspath(socket_path))
         os.environ[IN_SERVER_ENV] = str(os.getpid())
         server = TaskServer(socket_path, authkey, queues, result_retention=result_retention,
                             terminate_grace=terminate_grace, stop_grace=stop_grace,
@@ -112,8 +156,13 @@ def run_server(infofile: PathLike, socket_path: PathLike | None = None, authkey:
         server.bind()
         info = {'socket': socket_path, 'authkey': authkey, 'pid': os.getpid(), 'version': __version__,
                 'protocol': PROTOCOL_VERSION, 'start_time': time.time(),
-                'logfile': os.path.abspath(os.fspath(logfile)) if logfile else None}
+                'logfile': os.path.abspath(os.fspath(logfile)) if logfile else None,
+                'socket_directory': made_directory, 'stop_grace': stop_grace, 'terminate_grace': terminate_grace}
         write_infofile(infofile, info)
         server.serve_forever(on_ready=None if on_ready is None else lambda: on_ready(info))
     finally:
-        lock.release()
+        try:
+            if made_directory is not None and not remove_own_directory(made_directory):
+                logger.warning('the socket directory %s is not empty: left in place', made_directory)
+        finally:
+            lock.release()

@@ -17,6 +17,7 @@ is unpickled before it does.
 from __future__ import annotations
 
 import contextlib
+import errno
 import heapq
 import itertools
 import logging
@@ -47,6 +48,7 @@ from .protocol import (
     server_challenge,
     server_check_answer,
 )
+from .safefiles import UnsafePathError, clear_socket_path
 from .tasks import CANCELLED, FINAL_STATES, QUEUED, RUNNING, Task, TaskTable
 from .workers import QueueConfig, WorkerPool
 
@@ -131,6 +133,7 @@ class TaskServer:
         self.selector = selectors.DefaultSelector()
         self.connections: dict[int, Connection] = {}
         self.listener: socket.socket | None = None
+        self._socket_inode = -1
         self.stopping = False
         self._stopped = False
         self._timers: list[tuple[float, int, Timer]] = []
@@ -188,21 +191,32 @@ class TaskServer:
     # -- start and stop ------------------------------------------------------------
 
     def bind(self) -> None:
-        """Listen on the socket, mode 0600 (a stale socket file is replaced:
-        the caller holds the infofile lock, so no live server owns it)."""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.socket_path)
+        """Listen on the socket, mode 0600.  Only a stale socket (nobody
+        answers on it) is replaced; anything else at that path raises
+        :class:`.safefiles.UnsafePathError` naming it."""
+        clear_socket_path(self.socket_path)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o177)
+        old_umask = os.umask(0o177)  # the socket is made 0600 by bind itself
         try:
             listener.bind(self.socket_path)
+            self._socket_inode = os.lstat(self.socket_path).st_ino
+        except OSError as exc:
+            listener.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise UnsafePathError(self.socket_path, 'something else was put there meanwhile') from None
+            raise
         finally:
             os.umask(old_umask)
-        os.chmod(self.socket_path, 0o600)
         listener.listen(1024)
         listener.setblocking(False)
         self.listener = listener
         self.watch(listener.fileno(), self._accept)
+
+    def _remove_socket(self) -> None:
+        """Remove our socket file, and only ours (not what replaced it)."""
+        with contextlib.suppress(FileNotFoundError):
+            if os.lstat(self.socket_path).st_ino == self._socket_inode:
+                os.unlink(self.socket_path)
 
     def serve_forever(self, on_ready: Callable[[], None] | None = None) -> None:
         """Run the loop until ``stop`` has finished its work; ``on_ready()``
@@ -241,8 +255,7 @@ class TaskServer:
             self.unwatch(self.listener.fileno())
             self.listener.close()
             self.listener = None
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.socket_path)
+            self._remove_socket()
         for task in list(self.pool.queued_tasks()):
             self.pool.cancel(task, 'the server stopped')
         self.pool.drain()
@@ -274,8 +287,7 @@ class TaskServer:
             self._drop(connection, None)
         if self.listener is not None:
             self.listener.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.socket_path)
+            self._remove_socket()
         self.selector.close()
         self._wakeup_r.close()
         self._wakeup_w.close()
