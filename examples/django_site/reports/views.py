@@ -63,7 +63,6 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
 def status(request: HttpRequest) -> JsonResponse:
     """Which backend this web process uses now, and the coldoc server it sees."""
     chooser = get_chooser()
-    chooser()
     answer = ping(read_settings().infofile)
-    return JsonResponse({'web_pid': os.getpid(), 'backend': chooser.name,
+    return JsonResponse({'web_pid': os.getpid(), 'backend': chooser.fork_type,
                          'coldoc_server_pid': answer and answer['pid']})
