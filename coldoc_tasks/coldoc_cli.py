@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 
 from .exceptions import ColdocTasksException
+from .server.options import SERVER_OPTIONS, ServerOption
 from .server.workers import DEFAULT_QUEUE, MODES, QueueConfig
 
 
@@ -33,19 +34,24 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--queue', action='append', default=[], type=_queue_spec,
                         metavar='NAME[:CONCURRENCY[:MODE[:MAX_TASKS]]]',
                         help='configure a named queue (repeatable), e.g. pdf:1:fresh')
-    parser.add_argument('--result-retention', type=_seconds, default=3600.0,
-                        help='seconds an uncollected result is kept (default 3600)')
-    parser.add_argument('--terminate-grace', type=_seconds, default=2.0,
-                        help='seconds between SIGTERM and SIGKILL when a task is terminated (default 2)')
-    parser.add_argument('--stop-grace', type=_seconds, default=10.0,
-                        help='seconds running tasks get to finish when the server stops (default 10)')
-    parser.add_argument('--handshake-timeout', type=_seconds, default=5.0,
-                        help='seconds a new connection has to authenticate (default 5)')
-    parser.add_argument('--max-message-size', type=int,
-                        help='largest call or result in bytes (default 512 MiB)')
+    for option in SERVER_OPTIONS:
+        parser.add_argument(option.flag, type=argument_type(option), metavar=option.unit.upper() or 'N',
+                            help=f'{option.help} (default {option.default:g})')
     parser.add_argument('--preload', action='append', default=[], metavar='MODULE',
                         help='import this module in the server, so that workers start with it (repeatable)')
     parser.add_argument('--verbose', '-v', action='store_true', help='log every task')
+
+
+def argument_type(option: ServerOption):
+    """The argparse ``type`` of a server option: its value, or a usage error
+    saying what it accepts."""
+    def parse(text: str):
+        try:
+            return option.parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'must be {option.describe_range()}, not {text!r}') from None
+    parse.__name__ = option.name  # argparse names the type in some messages
+    return parse
 
 
 def _queue_spec(spec: str) -> QueueConfig:
@@ -85,11 +91,9 @@ def _queues(args: argparse.Namespace) -> list[QueueConfig]:
 
 
 def _server_options(args: argparse.Namespace) -> dict:
-    options = {'result_retention': args.result_retention, 'terminate_grace': args.terminate_grace,
-               'stop_grace': args.stop_grace, 'handshake_timeout': args.handshake_timeout,
-               'preload': args.preload}
-    if args.max_message_size:
-        options['max_message_size'] = args.max_message_size
+    options = {option.name: getattr(args, option.name) for option in SERVER_OPTIONS
+               if getattr(args, option.name) is not None}
+    options['preload'] = args.preload
     return options
 
 

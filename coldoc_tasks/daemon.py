@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from .exceptions import ColdocTasksException
 from .server.infofile import PathLike, read_infofile, start_lock
 from .server.main import IN_SERVER_ENV
+from .server.options import OPTIONS_BY_NAME, ColdocTasksOptionError, check_server_options
 from .server.safefiles import read_own_file
 from .server.workers import QueueConfig
 
@@ -57,9 +58,29 @@ def server_command(infofile: PathLike, socket_path: PathLike | None = None, *, l
             queue = f'{queue.name}:{queue.concurrency}:{queue.mode}:{queue.max_tasks_per_worker or ""}'
         command += ['--queue', queue]
     for name, value in (options or {}).items():
+        flag = f'--{name.replace("_", "-")}'
+        if value is None or value is False:
+            continue
+        if value is True:
+            command.append(flag)
+            continue
         for item in (value if isinstance(value, (list, tuple)) else [value]):
-            command += [f'--{name.replace("_", "-")}', str(item)]
+            command += [flag, str(item)]
     return command
+
+
+#: Keywords of :func:`tasks_daemon_start` that are server flags without a range.
+_PLAIN_FLAGS = ('preload', 'verbose')
+
+
+def check_daemon_options(options: dict) -> None:
+    """Refuse, before anything starts, a server option that is unknown or
+    out of its range, naming it (see :mod:`coldoc_tasks.server.options`)."""
+    unknown = sorted(set(options) - set(OPTIONS_BY_NAME) - set(_PLAIN_FLAGS))
+    if unknown:
+        raise ColdocTasksOptionError(f'unknown server option(s) {", ".join(unknown)}; known are '
+                                     f'{", ".join([*OPTIONS_BY_NAME, *_PLAIN_FLAGS])}')
+    check_server_options({name: value for name, value in options.items() if name in OPTIONS_BY_NAME})
 
 
 def tasks_daemon_start(infofile: PathLike, socket_path: PathLike | None = None, authkey: bytes | str | None = None,
@@ -80,6 +101,7 @@ def tasks_daemon_start(infofile: PathLike, socket_path: PathLike | None = None, 
     one); ``extra_args`` are more options for its command line; ``cwd``
     its working directory.
     """
+    check_daemon_options(options)
     environment = dict(os.environ if env is None else env)
     environment.pop(IN_SERVER_ENV, None)
     if authkey is not None:

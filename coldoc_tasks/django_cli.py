@@ -25,6 +25,8 @@ import os
 import sys
 from typing import Any
 
+from .server import options as options_table
+
 #: command -> help
 COMMANDS = {
     'start': 'run the task server in the foreground',
@@ -40,15 +42,14 @@ COMMANDS = {
 #: Other names of commands: coldoc_tasks 0.2's ``shutdown``.
 ALIASES = {'shutdown': 'stop'}
 
-#: The options of "coldoc_tasks_cli coldoc start" that start and daemon pass on.
-SERVER_OPTIONS: list[tuple[str, type, str]] = [
+#: The options of "coldoc_tasks_cli coldoc start" that start and daemon pass on:
+#: (flag, type, help); a ServerOption type is checked against its range here.
+SERVER_OPTIONS: list[tuple[str, Any, str]] = [
     ('--concurrency', int, 'tasks run at once on the default queue (default: CPUs)'),
     ('--mode', str, 'default queue: reuse workers, or a fresh process per task (reuse, fresh)'),
     ('--max-tasks-per-worker', int, 'default queue: recycle a worker after N tasks'),
     ('--queue', list, 'configure a named queue (repeatable), NAME[:CONCURRENCY[:MODE[:MAX_TASKS]]]'),
-    ('--result-retention', float, 'seconds an uncollected result is kept'),
-    ('--terminate-grace', float, 'seconds between SIGTERM and SIGKILL when a task is terminated'),
-    ('--stop-grace', float, 'seconds running tasks get to finish when the server stops'),
+    *[(option.flag, option, option.help) for option in options_table.SERVER_OPTIONS],
     ('--preload', list, 'import this module in the server once, before forking workers (repeatable)'),
     ('--verbose', bool, 'log every task'),
 ]
@@ -69,6 +70,10 @@ def add_command_arguments(parser: argparse.ArgumentParser, command: str) -> None
                 parser.add_argument(flag, action='store_true', help=text)
             elif kind is list:
                 parser.add_argument(flag, action='append', help=text)
+            elif isinstance(kind, options_table.ServerOption):
+                from .coldoc_cli import argument_type
+
+                parser.add_argument(flag, type=argument_type(kind), help=text)
             else:
                 parser.add_argument(flag, type=kind, help=text)
 

@@ -16,6 +16,7 @@ from .. import __version__
 from ..exceptions import ColdocTasksException
 from .infofile import PathLike, ServerLock, lock_holder, replaceable_infofile, write_infofile
 from .legacy import legacy_server_answers
+from .options import check_server_options
 from .protocol import DEFAULT_MAX_BODY, PROTOCOL_VERSION
 from .safefiles import (
     PrivateRotatingFileHandler,
@@ -118,6 +119,9 @@ def run_server(infofile: PathLike, socket_path: PathLike | None = None, authkey:
     so that workers start with them (the code of the tasks, typically).
     ``on_ready(info)`` is called once clients can connect.
     """
+    options = check_server_options({'result_retention': result_retention, 'terminate_grace': terminate_grace,
+                                    'stop_grace': stop_grace, 'handshake_timeout': handshake_timeout,
+                                    'max_message_size': max_message_size})
     infofile = os.path.abspath(os.fspath(infofile))
     for module in preload:
         importlib.import_module(module)
@@ -149,10 +153,7 @@ def run_server(infofile: PathLike, socket_path: PathLike | None = None, authkey:
             made_directory = os.path.dirname(socket_path)
         socket_path = os.path.abspath(os.fspath(socket_path))
         os.environ[IN_SERVER_ENV] = str(os.getpid())
-        server = TaskServer(socket_path, authkey, queues, result_retention=result_retention,
-                            terminate_grace=terminate_grace, stop_grace=stop_grace,
-                            handshake_timeout=handshake_timeout, max_message_size=max_message_size,
-                            extra_fds=[lock.fileno])
+        server = TaskServer(socket_path, authkey, queues, **options, extra_fds=[lock.fileno])
         server.bind()
         info = {'socket': socket_path, 'authkey': authkey, 'pid': os.getpid(), 'version': __version__,
                 'protocol': PROTOCOL_VERSION, 'start_time': time.time(),
