@@ -74,6 +74,11 @@ def new_task_id() -> str:
     return uuid.uuid4().hex
 
 
+def format_seconds(seconds: float | None) -> str:
+    """A duration for a message: ``3`` rather than ``2.99999260900006``."""
+    return 'unlimited' if seconds is None else f'{round(seconds, 3):g}'
+
+
 def check_timeout(timeout: float | None, name: str = 'timeout') -> float | None:
     """Validate a timeout in seconds: ``None`` (wait for ever) or a number >= 0."""
     if timeout is None:
@@ -231,7 +236,8 @@ class ForkBase:
         raise NotImplementedError
 
     def _timeout_error(self, timeout: float | None) -> ColdocTasksTimeoutError:
-        return ColdocTasksTimeoutError(f'task {self.task_id} ({self.cmd_name}) did not finish within {timeout} s')
+        return ColdocTasksTimeoutError(
+            f'task {self.task_id} ({self.cmd_name}) did not finish within {format_seconds(timeout)} s')
 
     # -- internals ------------------------------------------------------------
 

@@ -57,7 +57,7 @@ import kombu.exceptions
 from celery import states
 from celery.backends.asynchronous import Drainer
 
-from .base import ForkBase
+from .base import ForkBase, format_seconds
 from .celery_app import ENV_CELERYCONFIG, app_for, load_celeryconfig, make_app, resolve_celeryconfig, setup_app
 from .celery_claims import Claim, claim, mark_submitted, records, results_expire_after
 from .celery_control import CHECK_TIMEOUT, autostart, broker_uri, daemon, ping, start, status, stop, test
@@ -290,7 +290,8 @@ class CeleryFork(ForkBase):
         logger.info('task %s (%s): termination requested', self.task_id, self.cmd_name)
 
     def _timeout_error(self, timeout: float | None) -> ColdocTasksTimeoutError:
-        return CeleryTimeoutError(f'task {self.task_id} ({self.cmd_name}) did not finish within {timeout} s')
+        return CeleryTimeoutError(
+            f'task {self.task_id} ({self.cmd_name}) did not finish within {format_seconds(timeout)} s')
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()

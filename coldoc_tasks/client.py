@@ -19,6 +19,7 @@ import threading
 import weakref
 from typing import Any
 
+from .base import format_seconds
 from .exceptions import (
     ColdocTasksConnectionError,
     ColdocTasksException,
@@ -144,7 +145,7 @@ class ServerConnection:
                 if on_timeout is not None:
                     with contextlib.suppress(ColdocTasksConnectionError):
                         self.send((*on_timeout, rid))
-                raise ColdocTasksTimeoutError(f'no reply from the task server within {timeout} s')
+                raise ColdocTasksTimeoutError(f'no reply from the task server within {format_seconds(timeout)} s')
             reply.event.wait()  # the reply arrived just now
         if reply.message is None:
             raise self.broken

@@ -189,7 +189,8 @@ def cmd_ping(args: argparse.Namespace) -> int:
     try:
         answer = ping(args.infofile, timeout=args.timeout, raise_errors=True)
     except ColdocTasksException as exc:
-        print(f'no answer: {_legacy_note(exc)}', file=sys.stderr)
+        print(f'coldoc_tasks_cli: no answer from the task server of {args.infofile}: {_legacy_note(exc)}',
+              file=sys.stderr)
         return 1
     print(f'pong from pid {answer["pid"]}, version {answer["version"]}')
     return 0
@@ -212,7 +213,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         info = status(args.infofile, timeout=args.timeout)
     except ColdocTasksException as exc:
-        print(f'coldoc_tasks_cli: no answer: {_legacy_note(exc)}', file=sys.stderr)
+        print(f'coldoc_tasks_cli: no answer from the task server of {args.infofile}: {_legacy_note(exc)}',
+              file=sys.stderr)
         return 1
     if args.json:
         json.dump(info, sys.stdout, indent=1, sort_keys=True)

@@ -40,6 +40,8 @@ class ColdocTasksStartError(ColdocTasksException):
     """A task server could not be started; the message holds its own output."""
 
 
+#: How the server's command line starts its error messages.
+CLI_PREFIX = 'coldoc_tasks_cli:'
 #: The module whose command line ``start`` runs a server.
 SERVER_MODULE = 'coldoc_tasks.coldoc_cli'
 
@@ -125,15 +127,26 @@ def tasks_daemon_start(infofile: PathLike, socket_path: PathLike | None = None, 
     finally:
         os.close(ready_r)
     if not ready:
-        detail = output.decode('utf-8', 'replace').strip() or 'no output'
-        if logfile:
-            with contextlib.suppress(OSError, ColdocTasksException):  # never through a link planted there
-                lines = read_own_file(logfile, limit=1 << 30).decode('utf-8', 'replace').splitlines(True)
-                detail += '\nlast lines of the log:\n' + ''.join(lines[-20:])
-        raise ColdocTasksStartError(f'the task server for {os.fspath(infofile)} did not start: {detail}')
+        raise ColdocTasksStartError(_why_not_started(infofile, output.decode('utf-8', 'replace'), logfile))
     pid = read_infofile(infofile)['pid']
-    logger.info('task server for %s started (pid %d)', os.fspath(infofile), pid)
+    logger.debug('task server for %s started (pid %d)', os.fspath(infofile), pid)
     return pid
+
+
+def _why_not_started(infofile: PathLike, output: str, logfile: PathLike | None) -> str:
+    """What a server that did not start said: its own error, which names the
+    problem, as it is; only when it said nothing (it crashed, or hung), the
+    last lines of its log, which then tell what happened."""
+    said = [line.removeprefix(f'{CLI_PREFIX} ') for line in output.strip().splitlines()]
+    if said and said[-1] and not said[-1].startswith(('Traceback', ' ')) and '(timed out' not in said[-1]:
+        return '\n'.join(said)
+    detail = f'the task server for {os.fspath(infofile)} did not start: ' + ('\n'.join(said) or 'no output')
+    if logfile:
+        with contextlib.suppress(OSError, ColdocTasksException):  # never through a link planted there
+            lines = read_own_file(logfile, limit=1 << 30).decode('utf-8', 'replace').splitlines(True)
+            if lines:
+                detail += '\nlast lines of the log:\n' + ''.join(lines[-20:]).rstrip('\n')
+    return detail
 
 
 def _wait_ready(ready_fd: int, process: subprocess.Popen, timeout: float) -> tuple[bool, bytes]:

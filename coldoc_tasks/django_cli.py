@@ -155,9 +155,16 @@ def run(command: str, options: dict[str, Any]) -> int:
 
 
 def _settings_summary(conf: Any) -> str:
-    from .django_support import AUTOSTART_OPTIONS_ENV, get_chooser
+    from . import task_utils
+    from .django_support import AUTOSTART_OPTIONS_ENV, preferences
 
-    chooser = get_chooser()
+    # what a web process would choose now, without the log lines of a choice
+    chooser_log = task_utils.logger
+    quiet, chooser_log.disabled = chooser_log.disabled, True
+    try:
+        backend_now = task_utils.BestForkClass(conf.infofile, conf.celeryconfig, preferences(conf)).fork_type
+    finally:
+        chooser_log.disabled = quiet
     lines = [f'settings module   {conf.settings_module}',
              f'infofile          {conf.infofile}{" (default)" if conf.default_infofile else ""}',
              f'socket            {conf.socket or "(temporary)"}',
@@ -167,7 +174,7 @@ def _settings_summary(conf: Any) -> str:
              f'(${AUTOSTART_OPTIONS_ENV}={os.environ.get(AUTOSTART_OPTIONS_ENV, "")!r} here)',
              f'logfile           {conf.logfile or "-"}',
              f'pythonpath        {os.pathsep.join(conf.pythonpath) or "-"}',
-             f'backend now       {chooser.fork_type}']
+             f'backend now       {backend_now}']
     return '\n'.join(lines)
 
 

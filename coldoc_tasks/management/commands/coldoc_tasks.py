@@ -41,4 +41,5 @@ class Command(BaseCommand):
             raise CommandError(f'give a command: one of {", ".join(COMMANDS)} (or --subcmd)')
         status = run(command, options)
         if status:
-            raise CommandError(f'coldoc_tasks {command} failed (exit status {status})', returncode=status)
+            # run() has said what went wrong, in one line: only the exit status is left to give
+            raise SystemExit(status)
