@@ -63,7 +63,20 @@ from celery.backends.asynchronous import Drainer
 from .base import ForkBase
 from .celery_app import ENV_CELERYCONFIG, app_for, load_celeryconfig, make_app, resolve_celeryconfig, setup_app
 from .celery_claims import Claim, claim, mark_submitted, records, results_expire_after
-from .celery_control import CHECK_TIMEOUT, autostart, broker_uri, daemon, ping, start, status, stop, test
+from .celery_control import (
+    CHECK_TIMEOUT,
+    autostart,
+    broker_uri,
+    celery_server_check,
+    daemon,
+    ping,
+    shutdown,
+    start,
+    status,
+    stop,
+    tasks_daemon_autostart,
+    test,
+)
 from .celery_waiter import local_run, mark_terminated, run_here_if_unclaimed, terminate_elsewhere
 from .celery_worker import RUN_TASK_NAME, TERMINATE_COMMAND, CeleryTaskPool, in_worker_slot
 from .exceptions import (
@@ -80,6 +93,8 @@ __all__ = [
     'CeleryFork', 'CeleryTaskPool', 'CeleryTimeoutError', 'RUN_TASK_NAME', 'TERMINATE_COMMAND', 'ENV_CELERYCONFIG',
     'CHECK_TIMEOUT', 'fork_class', 'fork_class_for', 'get_fork_class', 'load_celeryconfig', 'make_app', 'setup_app',
     'app_for', 'start', 'daemon', 'stop', 'status', 'ping', 'autostart', 'test',
+    # coldoc_tasks 0.2's names
+    'shutdown', 'celery_server_check', 'tasks_daemon_autostart',
 ]
 
 logger = logging.getLogger(__name__)
@@ -132,8 +147,15 @@ class CeleryFork(ForkBase):
     The full contract of :class:`~coldoc_tasks.base.ForkBase`.  Besides its
     arguments: ``celeryconfig``, the path of a celeryconfig file (default: the
     class's own, for a class from :func:`fork_class_for`, else the
-    environment variable ``COLDOC_TASKS_CELERYCONFIG``), or ``app``, a Celery
-    app (set up with :func:`setup_app`).  ``queue`` names the Celery queue.
+    environment variable ``COLDOC_TASKS_CELERYCONFIG``), or ``app`` (also
+    ``celery_app``, 0.2's name), a Celery app (set up with :func:`setup_app`).
+    ``queue`` names the Celery queue.
+
+    Positional arguments follow the order of every fork class, ``(use_fork,
+    timeout, queue, celeryconfig, app)``; but a path (a str or
+    ``os.PathLike``) as the second one, or a Celery app as the third, means
+    coldoc_tasks 0.2's order, ``(use_fork, celeryconfig, celery_app,
+    timeout, queue)``.
 
     ``task_id`` is Celery's task id.  A pickled copy can ``wait`` in any
     process that reaches the same broker and result backend.
@@ -146,7 +168,14 @@ class CeleryFork(ForkBase):
     celeryconfig: ClassVar[str | None] = None
 
     def __init__(self, use_fork: bool = True, timeout: float | None = None, queue: str | bool | None = None,
-                 celeryconfig: str | os.PathLike | None = None, app: celery.Celery | None = None):
+                 celeryconfig: str | os.PathLike | None = None, app: celery.Celery | None = None, *,
+                 celery_app: celery.Celery | None = None):
+        if isinstance(timeout, (str, os.PathLike)) or isinstance(queue, celery.Celery):
+            timeout, queue, celeryconfig, app = celeryconfig, app, timeout, queue  # 0.2's positional order
+        if celery_app is not None:
+            if app is not None and app is not celery_app:
+                raise ColdocTasksUsageError('give the Celery app as app or as celery_app, not both')
+            app = celery_app
         super().__init__(use_fork=use_fork, timeout=timeout, queue=queue)
         self._given_app = app
         self._celeryconfig = None if app is not None else resolve_celeryconfig(celeryconfig or self.celeryconfig)
@@ -156,6 +185,11 @@ class CeleryFork(ForkBase):
             app_for(self._celeryconfig)  # a bad celeryconfig is reported here, not at run()
         self._call_data: bytes | None = None
         self._run_here_lock = threading.Lock()
+
+    @classmethod
+    def can_fork(cls) -> bool:
+        """True: a task runs elsewhere, on a Celery worker."""
+        return True
 
     @property
     def app(self) -> celery.Celery:
