@@ -23,7 +23,8 @@ import celery
 from .celery_worker import RUN_TASK_NAME, run_pickled_call
 from .exceptions import ColdocTasksBackendUnavailableError, ColdocTasksUsageError
 
-__all__ = ['ENV_CELERYCONFIG', 'load_celeryconfig', 'make_app', 'setup_app', 'app_for', 'resolve_celeryconfig']
+__all__ = ['ENV_CELERYCONFIG', 'load_celeryconfig', 'make_app', 'setup_app', 'app_for', 'resolve_celeryconfig',
+           'forget_connections_after_fork']
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ ENV_CELERYCONFIG = 'COLDOC_TASKS_CELERYCONFIG'
 
 _apps: dict[str, tuple[Any, celery.Celery]] = {}
 _apps_lock = threading.Lock()
+# What a forked child inherited and must neither use nor let be collected.
+_inherited: list = []
 
 
 def load_celeryconfig(path: str | os.PathLike) -> dict[str, Any]:
@@ -122,3 +125,23 @@ def app_of(celeryconfig: str | os.PathLike | None, app: celery.Celery | None) ->
         return app_for(resolve_celeryconfig(celeryconfig), reload_if_changed=True)
     except ColdocTasksUsageError as exc:
         raise ColdocTasksBackendUnavailableError(str(exc)) from None
+
+
+def forget_connections_after_fork(*apps: celery.Celery) -> None:
+    """In a child made with ``os.fork()``: make ``apps``, and every app of
+    :func:`app_for`, open connections of their own instead of using the
+    broker and result backend connections of the parent.
+
+    The inherited connections are kept, never closed nor collected: their
+    sockets are the parent's too, and closing one could say goodbye to the
+    broker on its behalf.  (Celery does this itself only for the processes
+    that billiard starts.)"""
+    global _apps_lock
+    _apps_lock = threading.Lock()  # maybe held by another thread of the parent
+    for app in {id(app): app for app in [*apps, *(app for _, app in _apps.values())]}.values():
+        _inherited.append((app._pool, app.__dict__.get('amqp') and app.amqp._producer_pool))
+        app._after_fork()
+        consumer = getattr(app.backend, 'result_consumer', None)
+        if consumer is not None:
+            _inherited.append(getattr(consumer, '_pubsub', None))
+            consumer._after_fork()

@@ -12,9 +12,10 @@ key                                  written by, when           value
 ===================================  =========================  ===============================
 
 *The claim* (a ``SET NX``) decides, once and for all, who runs a task: the
-worker that received it (ROLE ``worker``), the task that waits for it with no
-timeout and runs it itself (``waiter``), or ``terminate()`` when it comes
-first (``terminated``).  Whoever loses does not run it.  HOST is the host name
+worker that received it (ROLE ``worker``), the task that waits for it and runs
+it in a child process of its own (``waiter``: see :mod:`.celery_waiter`; the
+claim then names that child), or ``terminate()`` when it comes first
+(``terminated``).  Whoever loses does not run it.  HOST is the host name
 of the process that holds it, PID its pid, START its start time (clock ticks
 since boot, from ``/proc``, or ``-``), NODE the Celery worker's name (or ``-``);
 together they tell a waiter whether that process still exists.
@@ -41,7 +42,7 @@ try:
 except ImportError:  # no redis client installed: no claims
     RedisBackend = None
 
-__all__ = ['Claim', 'claim', 'claims_possible', 'mark_submitted', 'records', 'results_expire_after']
+__all__ = ['Claim', 'claim', 'claims_possible', 'mark_submitted', 'reclaim', 'records', 'results_expire_after']
 
 _CLAIM_PREFIX = 'coldoc-tasks-claim-'
 _SUBMITTED_PREFIX = 'coldoc-tasks-submitted-'
@@ -68,6 +69,11 @@ class Claim:
             _this_process[:] = [pid, socket.gethostname(), _start_time(pid) or '-']
         return cls(role, _this_process[1], pid, _this_process[2], node or '-')
 
+    @classmethod
+    def of_child(cls, role: str, pid: int) -> Claim:
+        """A claim by process ``pid``, a child of this process (so not yet reaped)."""
+        return cls(role, socket.gethostname(), pid, _start_time(pid) or '-')
+
     def encode(self) -> str:
         return ' '.join([_VERSION, self.role, self.host, str(self.pid or '-'), self.start, self.node])
 
@@ -83,6 +89,14 @@ class Claim:
     def describe(self) -> str:
         where = f'process {self.pid} on {self.host}' if self.pid else f'a process on {self.host}'
         return where + (f' (Celery worker {self.node})' if self.node != '-' else '')
+
+    def same_process_here(self) -> bool:
+        """True if the claiming process runs on this host and is alive
+        (with the same start time, so its pid was not reused)."""
+        if self.pid is None or self.host != socket.gethostname():
+            return False
+        start = _start_time(self.pid)
+        return start is not None and (self.start == '-' or start == self.start)
 
     def process_gone(self) -> bool:
         """True if the claiming process is known to be gone: it ran on this
@@ -137,6 +151,12 @@ def claim(backend: Any, task_id: str, owner: Claim) -> bool | None:
         return None
     return bool(backend.client.set(_CLAIM_PREFIX + task_id, owner.encode(), nx=True,
                                    ex=results_expire_after(backend)))
+
+
+def reclaim(backend: Any, task_id: str, owner: Claim) -> None:
+    """Hand the claim of task ``task_id``, already held, to ``owner``."""
+    if claims_possible(backend):
+        backend.client.set(_CLAIM_PREFIX + task_id, owner.encode(), xx=True, ex=results_expire_after(backend))
 
 
 def mark_submitted(backend: Any, task_id: str) -> None:

@@ -24,7 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import IO, Any
 
 import celery
 
@@ -32,7 +33,8 @@ from .celery_app import app_for, app_of, resolve_celeryconfig
 from .celery_worker import CeleryTaskPool, announce_ready_through
 from .exceptions import ColdocTasksBackendUnavailableError, ColdocTasksUsageError
 
-__all__ = ['CHECK_TIMEOUT', 'start', 'daemon', 'stop', 'status', 'ping', 'autostart', 'test']
+__all__ = ['CHECK_TIMEOUT', 'ENV_AUTOSTART_OPTIONS', 'start', 'daemon', 'stop', 'shutdown', 'status', 'ping',
+           'celery_server_check', 'autostart', 'tasks_daemon_autostart', 'test']
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ CHECK_TIMEOUT = 1.0
 _ENV_READY_FD = 'COLDOC_TASKS_CELERY_READY_FD'
 #: Set by :func:`daemon` with no log file: the worker's output goes nowhere once it is ready.
 _ENV_SILENCE = 'COLDOC_TASKS_CELERY_SILENCE_AFTER_READY'
+#: coldoc_tasks 0.2's tuning of :func:`tasks_daemon_autostart`: ``nocheck``, ``noautostart``, ``force``.
+ENV_AUTOSTART_OPTIONS = 'COLDOC_TASKS_AUTOSTART_OPTIONS'
 #: How much of a failed worker's output its error message quotes.
 _TAIL_LINES = 15
 _TAIL_BYTES = 4096
@@ -79,11 +83,19 @@ def ping(celeryconfig: str | os.PathLike | None = None, timeout: float = 1.0, *,
     return sorted(name for reply in replies for name in reply)
 
 
-def status(celeryconfig: str | os.PathLike | None = None, timeout: float = 1.0, *,
-           app: celery.Celery | None = None) -> dict[str, dict[str, Any]]:
+def status(celeryconfig: str | os.PathLike | None = None, timeout: float | None = None, *,
+           app: celery.Celery | None = None) -> dict[str, Any]:
     """What each worker that answers is doing: ``{name: {'pid', 'concurrency',
     'active', 'reserved', 'registered'}}``; tasks are listed as dicts with
-    ``id`` and ``name`` (the callable's name for coldoc_tasks calls)."""
+    ``id`` and ``name`` (the callable's name for coldoc_tasks calls).
+
+    Called with the celeryconfig alone, as in coldoc_tasks 0.2, it answers as
+    0.2 did: ``{'availability', 'stats', 'registered_tasks', 'active_tasks',
+    'scheduled_tasks'}``, each Celery's inspect reply (``{worker name: ...}``,
+    or None when no worker answers).  Given ``timeout`` or ``app``, it answers
+    as above."""
+    if timeout is None and app is None:
+        return _status_as_in_0_2(app_of(celeryconfig, None), 1.0)
     app = app_of(celeryconfig, app)
     names = ping(app=app, timeout=timeout)
     if not names:
@@ -105,6 +117,26 @@ def status(celeryconfig: str | os.PathLike | None = None, timeout: float = 1.0, 
         'reserved': tasks(reserved.get(name)),
         'registered': sorted(registered.get(name) or ()),
     } for name in names}
+
+
+def _status_as_in_0_2(app: celery.Celery, timeout: float) -> dict[str, Any]:
+    names = ping(app=app, timeout=timeout)
+    if not names:
+        return dict.fromkeys(('availability', 'stats', 'registered_tasks', 'active_tasks', 'scheduled_tasks'))
+    inspect = app.control.inspect(destination=names, timeout=timeout, limit=len(names))
+    return {'availability': inspect.ping(), 'stats': inspect.stats(), 'registered_tasks': inspect.registered(),
+            'active_tasks': inspect.active(), 'scheduled_tasks': inspect.scheduled()}
+
+
+def celery_server_check(celeryconfig: str | os.PathLike | None = None, timeout: float = 0.1) -> bool:
+    """True if a worker answers a ping within ``timeout`` seconds (coldoc_tasks
+    0.2's check); False too when the celeryconfig cannot be loaded or its
+    broker cannot be reached (:func:`ping` says why instead)."""
+    try:
+        return bool(ping(celeryconfig, timeout=timeout, limit=1))
+    except ColdocTasksBackendUnavailableError as exc:
+        logger.debug('no Celery worker: %s', exc)
+        return False
 
 
 def start(celeryconfig: str | os.PathLike, *, concurrency: int | None = None, queues: list[str] | None = None,
@@ -139,6 +171,15 @@ def daemon(celeryconfig: str | os.PathLike, logfile: str | os.PathLike | None = 
     return its pid once it answers a ping.  Its output goes to ``logfile``
     (appended), or nowhere.  Raise :class:`ColdocTasksBackendUnavailableError`
     if it does not come up within ``timeout`` seconds (it is then stopped)."""
+    return _start_worker(celeryconfig, logfile, timeout=timeout, concurrency=concurrency, queues=queues,
+                         hostname=hostname, loglevel=loglevel, env=env).pid
+
+
+def _start_worker(celeryconfig: str | os.PathLike, logfile: str | os.PathLike | IO[bytes] | None, *,
+                  timeout: float, concurrency: int | None = None, queues: list[str] | None = None,
+                  hostname: str | None = None, loglevel: str = 'INFO', env: dict[str, str] | None = None,
+                  cwd: str | os.PathLike | None = None) -> subprocess.Popen:
+    """:func:`daemon`, returning the worker's process; ``logfile`` may also be an open file."""
     path = resolve_celeryconfig(celeryconfig)
     app = app_for(path, reload_if_changed=True)
     _check_broker(app, CHECK_TIMEOUT)
@@ -153,16 +194,20 @@ def daemon(celeryconfig: str | os.PathLike, logfile: str | os.PathLike | None = 
     environment = dict(os.environ if env is None else env)
     environment[_ENV_READY_FD] = str(write_fd)
     _allow_pickle_as_root(environment)
-    if logfile:
+    own_output = not hasattr(logfile, 'fileno')
+    if not own_output:
+        output = logfile
+    elif logfile:
         output = open(logfile, 'a+b')  # noqa: SIM115 (closed below; read for its tail)
     else:
         output = tempfile.TemporaryFile(prefix='coldoc_tasks-celery-')  # noqa: SIM115 (closed below)
         environment[_ENV_SILENCE] = '1'
     try:
-        start_offset = output.seek(0, os.SEEK_END)
+        output.flush()
+        start_offset = os.lseek(output.fileno(), 0, os.SEEK_END)
         try:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                                       env=environment, pass_fds=(write_fd,), start_new_session=True)
+                                       env=environment, pass_fds=(write_fd,), start_new_session=True, cwd=cwd)
         finally:
             os.close(write_fd)
         try:
@@ -171,15 +216,16 @@ def daemon(celeryconfig: str | os.PathLike, logfile: str | os.PathLike | None = 
             os.close(read_fd)
         if ready and _answers(app, hostname, timeout):
             logger.info('Celery worker %s started (pid %s)', hostname, process.pid)
-            return process.pid
+            return process
         code = process.poll()
         if code is None:
             _stop_process(process)
         tail = _tail(output.fileno(), start_offset)
     finally:
-        output.close()
+        if own_output:
+            output.close()
     said = f'; its last output:\n{tail}' if tail else '; it wrote nothing'
-    where = f' (in its log {logfile})' if logfile and tail else ''
+    where = f' (in its log {getattr(output, "name", logfile)})' if logfile and tail else ''
     if code is None:
         raise ColdocTasksBackendUnavailableError(f'the Celery worker did not answer within {timeout} s{said}{where}')
     raise ColdocTasksBackendUnavailableError(
@@ -282,6 +328,10 @@ def stop(celeryconfig: str | os.PathLike | None = None, timeout: float = 10.0, *
     return pids
 
 
+#: coldoc_tasks 0.2's name of :func:`stop`.
+shutdown = stop
+
+
 def _wait_pid_gone(pid: int, timeout: float) -> bool:
     try:
         pidfd = os.pidfd_open(pid)
@@ -319,10 +369,44 @@ def autostart(celeryconfig: str | os.PathLike, logfile: str | os.PathLike | None
         return daemon(path, logfile, timeout=timeout, **daemon_options)
 
 
-def test(celeryconfig: str | os.PathLike | None = None, timeout: float = 30.0, *,
-         app: celery.Celery | None = None) -> float:
-    """Run a trivial task and one that raises, on the workers; return the
-    round-trip time of the first in seconds.  Raise what went wrong."""
+def test(celeryconfig: str | os.PathLike | None = None, print_: Callable[[str], Any] | float | None = None, *,
+         timeout: float | None = None, app: celery.Celery | None = None) -> float | int:
+    """Check the workers by running tasks on them.
+
+    Given ``timeout`` (a keyword, or a number as second argument) or
+    ``app``: run a trivial task and one that raises; return the round-trip
+    time of the first in seconds, and raise what went wrong.
+
+    Otherwise, as coldoc_tasks 0.2's ``test(celeryconfig, print_=print)``:
+    run the self-check of the fork-class contract (values, exceptions,
+    timeouts, lost processes, terminate, nested tasks, pickled fork objects),
+    print one line per check through ``print_``, and return the number of
+    failures (0: all is well)."""
+    if isinstance(print_, (int, float)) and not isinstance(print_, bool):
+        print_, timeout = None, float(print_)
+    if timeout is None and app is None:
+        return _self_check(celeryconfig, print_ or print)
+    return _round_trip(celeryconfig, 30.0 if timeout is None else timeout, app)
+
+
+def _self_check(celeryconfig: str | os.PathLike | None, print_: Callable[[str], Any]) -> int:
+    from .celery_tasks import fork_class_for
+    from .selfcheck import run_checks
+
+    try:
+        path = resolve_celeryconfig(celeryconfig)
+        answering = ping(path, timeout=CHECK_TIMEOUT, limit=1)
+    except (ColdocTasksBackendUnavailableError, ColdocTasksUsageError) as exc:
+        print_(f'FAIL  the Celery workers cannot be checked: {exc}')
+        return 1
+    if not answering:
+        print_(f'FAIL  no Celery worker answers a ping within {CHECK_TIMEOUT} s')
+        return 1
+    print_(f'checking the Celery workers of {path} (answering: {answering[0]})')
+    return run_checks(fork_class_for(path), out=print_)
+
+
+def _round_trip(celeryconfig: str | os.PathLike | None, timeout: float, app: celery.Celery | None) -> float:
     from .celery_tasks import CeleryFork
 
     if app is None:
@@ -339,3 +423,87 @@ def test(celeryconfig: str | os.PathLike | None = None, timeout: float = 30.0, *
     if not isinstance(g.wait(timeout=timeout, raise_exception=False), ValueError):
         raise ColdocTasksUsageError('the test task did not raise the expected ValueError')
     return elapsed
+
+
+def _pythonpath_entries(pythonpath: str | os.PathLike | Iterable[str | os.PathLike] | None) -> list[str]:
+    if not pythonpath:
+        return []
+    if isinstance(pythonpath, str):
+        return [entry for entry in pythonpath.split(os.pathsep) if entry]
+    if isinstance(pythonpath, os.PathLike):
+        return [os.fspath(pythonpath)]
+    return [os.fspath(entry) for entry in pythonpath]
+
+
+def _autostart_options(opt: str | Iterable[str] | None, force: bool) -> set[str]:
+    if force:
+        return set()
+    if opt is None:
+        opt = os.environ.get(ENV_AUTOSTART_OPTIONS, '')
+    words = opt.split(',') if isinstance(opt, str) else list(opt)
+    options = {word.strip() for word in words if word.strip()}
+    unknown = options - {'nocheck', 'noautostart', 'force'}
+    if unknown:
+        raise ColdocTasksUsageError(f'unknown autostart option(s) {", ".join(sorted(unknown))} '
+                                    f'(in {ENV_AUTOSTART_OPTIONS} or opt): the options are nocheck, noautostart, force')
+    return set() if 'force' in options else options
+
+
+def tasks_daemon_autostart(celeryconfig: str | os.PathLike, pythonpath: str | os.PathLike | Iterable = (),
+                           cwd: str | os.PathLike | None = None, logfile: str | os.PathLike | bool | IO | None = None,
+                           opt: str | Iterable[str] | None = None, tempdir: str | os.PathLike | None = None,
+                           timeout: float | None = None, force: bool = False,
+                           subcmd: str | None = None) -> subprocess.Popen | bool | None:
+    """Start a Celery worker for ``celeryconfig`` unless one answers, as
+    coldoc_tasks 0.2 did; built on :func:`daemon`.
+
+    Return True if a worker already answers; else the
+    :class:`subprocess.Popen` of the worker started, once it answers a ping
+    (``coldoc_tasks.task_utils.proc_join`` waits for it after
+    :func:`shutdown`); False if it could not be started (the reason is
+    logged); None if none answers and the options say not to start one.
+
+    ``pythonpath`` (a ``PYTHONPATH``-style string, a path, or a list) is put
+    first on the worker's ``PYTHONPATH``; ``cwd`` is its working directory;
+    ``tempdir`` its ``TMPDIR``.  ``logfile``: a path (appended to), an open
+    file, True for a new temporary file (in ``tempdir``; its name is
+    logged), or None for no log.  ``timeout``: seconds the worker has to come
+    up (default 60; 0.2 waited 4 s, and reported a slower worker as failed
+    while leaving it running).  ``opt`` (default: the environment variable
+    ``COLDOC_TASKS_AUTOSTART_OPTIONS``) is a comma-separated list of
+    ``nocheck`` (start a worker without asking whether one answers),
+    ``noautostart`` (only check) and ``force`` (ignore the other two);
+    ``force=True`` ignores ``opt`` and the environment variable.  ``subcmd``
+    is accepted for 0.2's Django wrapper, and not used."""
+    options = _autostart_options(opt, force)
+    path = resolve_celeryconfig(celeryconfig)
+    with _autostart_lock(path):
+        try:
+            if 'nocheck' not in options and ping(path, timeout=CHECK_TIMEOUT, limit=1):
+                logger.debug('a Celery worker for %s already answers', path)
+                return True
+        except ColdocTasksBackendUnavailableError as exc:
+            logger.critical('cannot start a Celery worker: %s', exc)
+            return False
+        if 'noautostart' in options:
+            logger.info('no Celery worker answers for %s, and noautostart is set: not starting one', path)
+            return None
+        environment = dict(os.environ)
+        environment[ENV_AUTOSTART_OPTIONS] = 'nocheck,noautostart'  # what the worker imports must not autostart
+        entries = _pythonpath_entries(pythonpath) + _pythonpath_entries(environment.get('PYTHONPATH'))
+        if entries:
+            environment['PYTHONPATH'] = os.pathsep.join(entries)
+        if tempdir:
+            for name in ('TMPDIR', 'TEMP', 'TMP'):
+                environment[name] = os.fspath(tempdir)
+        if logfile is True:
+            with tempfile.NamedTemporaryFile(dir=tempdir, delete=False, prefix='coldoc_tasks_celery_',
+                                             suffix='.log') as created:
+                logfile = created.name
+            logger.info('the Celery worker for %s logs to %s', path, logfile)
+        try:
+            return _start_worker(path, logfile or None, timeout=60.0 if timeout is None else timeout,
+                                 env=environment, cwd=cwd)
+        except ColdocTasksBackendUnavailableError as exc:
+            logger.critical('cannot start a Celery worker: %s', exc)
+            return False

@@ -17,13 +17,15 @@ traceback as on every other backend.  The app uses pickle serialization: the
 broker and the result backend must be trusted, as anybody who can write to
 them can run code on the workers.
 
-Nested tasks: a task that waits, with no timeout, for a subtask that no worker
-has started yet runs that subtask itself, in its own process, once it has
-claimed it.  A waiting task therefore never sits on a pool slot while the work
-it waits for sits in the queue behind it, and a chain of nested tasks
-completes however small the pool is.  (Celery's own advice is never to wait
-inside a task; this is why waiting is safe here, and ``get`` is called with
-``disable_sync_subtasks=False``.)
+Nested tasks: a task that waits, with or without a timeout, for a subtask
+that no worker has started yet claims that subtask and runs it in a child
+process of its own (:mod:`.celery_waiter`).  A waiting task therefore never
+sits on a pool slot while the work it waits for sits in the queue behind it,
+and a chain of nested tasks completes however small the pool is; the wait
+still times out at its deadline while the subtask goes on, and the subtask's
+outcome is stored as if a worker had run it.  (Celery's own advice is never to
+wait inside a task; this is why waiting is safe here, and ``get`` is called
+with ``disable_sync_subtasks=False``.)
 
 A wait never hangs on a task that cannot finish: while no result comes, it
 looks every :attr:`CeleryFork.liveness_interval` seconds at the task's records
@@ -35,7 +37,8 @@ A process on another machine cannot be checked this way.
 
 The backend is split by concern: :mod:`.celery_app` (the celeryconfig and the
 app), :mod:`.celery_worker` (what runs in the worker), :mod:`.celery_claims`
-(who runs a task), :mod:`.celery_control` (starting and stopping workers), and
+(who runs a task), :mod:`.celery_waiter` (a subtask run by its waiting task),
+:mod:`.celery_control` (starting and stopping workers), and
 this module, the fork class.  Every public name of those is importable from
 here as well.
 """
@@ -60,8 +63,22 @@ from celery.backends.asynchronous import Drainer
 from .base import ForkBase, format_seconds
 from .celery_app import ENV_CELERYCONFIG, app_for, load_celeryconfig, make_app, resolve_celeryconfig, setup_app
 from .celery_claims import Claim, claim, mark_submitted, records, results_expire_after
-from .celery_control import CHECK_TIMEOUT, autostart, broker_uri, daemon, ping, start, status, stop, test
-from .celery_worker import RUN_TASK_NAME, TERMINATE_COMMAND, CeleryTaskPool, execute, in_worker_slot
+from .celery_control import (
+    CHECK_TIMEOUT,
+    autostart,
+    broker_uri,
+    celery_server_check,
+    daemon,
+    ping,
+    shutdown,
+    start,
+    status,
+    stop,
+    tasks_daemon_autostart,
+    test,
+)
+from .celery_waiter import local_run, mark_terminated, run_here_if_unclaimed, terminate_elsewhere
+from .celery_worker import RUN_TASK_NAME, TERMINATE_COMMAND, CeleryTaskPool, in_worker_slot
 from .exceptions import (
     ColdocTasksBackendUnavailableError,
     ColdocTasksConnectionError,
@@ -76,6 +93,8 @@ __all__ = [
     'CeleryFork', 'CeleryTaskPool', 'CeleryTimeoutError', 'RUN_TASK_NAME', 'TERMINATE_COMMAND', 'ENV_CELERYCONFIG',
     'CHECK_TIMEOUT', 'fork_class', 'fork_class_for', 'get_fork_class', 'load_celeryconfig', 'make_app', 'setup_app',
     'app_for', 'start', 'daemon', 'stop', 'status', 'ping', 'autostart', 'test',
+    # coldoc_tasks 0.2's names
+    'shutdown', 'celery_server_check', 'tasks_daemon_autostart',
 ]
 
 logger = logging.getLogger(__name__)
@@ -128,8 +147,15 @@ class CeleryFork(ForkBase):
     The full contract of :class:`~coldoc_tasks.base.ForkBase`.  Besides its
     arguments: ``celeryconfig``, the path of a celeryconfig file (default: the
     class's own, for a class from :func:`fork_class_for`, else the
-    environment variable ``COLDOC_TASKS_CELERYCONFIG``), or ``app``, a Celery
-    app (set up with :func:`setup_app`).  ``queue`` names the Celery queue.
+    environment variable ``COLDOC_TASKS_CELERYCONFIG``), or ``app`` (also
+    ``celery_app``, 0.2's name), a Celery app (set up with :func:`setup_app`).
+    ``queue`` names the Celery queue.
+
+    Positional arguments follow the order of every fork class, ``(use_fork,
+    timeout, queue, celeryconfig, app)``; but a path (a str or
+    ``os.PathLike``) as the second one, or a Celery app as the third, means
+    coldoc_tasks 0.2's order, ``(use_fork, celeryconfig, celery_app,
+    timeout, queue)``.
 
     ``task_id`` is Celery's task id.  A pickled copy can ``wait`` in any
     process that reaches the same broker and result backend.
@@ -142,7 +168,14 @@ class CeleryFork(ForkBase):
     celeryconfig: ClassVar[str | None] = None
 
     def __init__(self, use_fork: bool = True, timeout: float | None = None, queue: str | bool | None = None,
-                 celeryconfig: str | os.PathLike | None = None, app: celery.Celery | None = None):
+                 celeryconfig: str | os.PathLike | None = None, app: celery.Celery | None = None, *,
+                 celery_app: celery.Celery | None = None):
+        if isinstance(timeout, (str, os.PathLike)) or isinstance(queue, celery.Celery):
+            timeout, queue, celeryconfig, app = celeryconfig, app, timeout, queue  # 0.2's positional order
+        if celery_app is not None:
+            if app is not None and app is not celery_app:
+                raise ColdocTasksUsageError('give the Celery app as app or as celery_app, not both')
+            app = celery_app
         super().__init__(use_fork=use_fork, timeout=timeout, queue=queue)
         self._given_app = app
         self._celeryconfig = None if app is not None else resolve_celeryconfig(celeryconfig or self.celeryconfig)
@@ -152,6 +185,11 @@ class CeleryFork(ForkBase):
             app_for(self._celeryconfig)  # a bad celeryconfig is reported here, not at run()
         self._call_data: bytes | None = None
         self._run_here_lock = threading.Lock()
+
+    @classmethod
+    def can_fork(cls) -> bool:
+        """True: a task runs elsewhere, on a Celery worker."""
+        return True
 
     @property
     def app(self) -> celery.Celery:
@@ -182,10 +220,11 @@ class CeleryFork(ForkBase):
         return result.id
 
     def _collect(self, timeout: float | None) -> Outcome:
-        if timeout is None and in_worker_slot() and self._call_data is not None:
-            outcome = self._run_here_if_unclaimed()
-            if outcome is not None:
-                return outcome
+        local = local_run(self.task_id)
+        if local is None and in_worker_slot() and self._call_data is not None:
+            local = self._run_here_if_unclaimed()
+        if local is not None:
+            return local.collect(timeout, lambda: self._timeout_error(timeout))
         app = self.app
         _precise_timeouts(app.backend)
         result = app.AsyncResult(self.task_id)  # made here: Celery's backends are per thread
@@ -239,25 +278,12 @@ class CeleryFork(ForkBase):
         return Outcome(exception=ColdocTasksProcessLookupError(
             f'{what}: {owner.describe()}, which was running it, is gone and stored no result'))
 
-    def _run_here_if_unclaimed(self) -> Outcome | None:
+    def _run_here_if_unclaimed(self):
         with self._run_here_lock:
             data, self._call_data = self._call_data, None
             if data is None:
-                return None
-            backend = self.app.backend
-            if not claim(backend, self.task_id, Claim.here('waiter')):
-                return None
-            logger.debug('task %s (%s) not started yet: run by its waiting task', self.task_id, self.cmd_name)
-            backend.store_result(self.task_id, None, states.STARTED)  # so that a revoke does not overwrite it
-            try:
-                payload = execute(data)
-            except BaseException as exc:
-                # this process is being stopped: tell whoever else waits for the subtask
-                lost = celery.exceptions.WorkerLostError(f'the process {os.getpid()} running it was stopped: {exc!r}')
-                backend.mark_as_failure(self.task_id, lost)
-                raise
-            backend.store_result(self.task_id, payload, states.SUCCESS)
-            return loads_outcome(payload)
+                return local_run(self.task_id)  # another thread got here first
+            return run_here_if_unclaimed(self.app, self.task_id, self.cmd_name or '', data, self._outcome_of)
 
     def _outcome_of(self, state: str, value: Any, remote_traceback: str | None) -> Outcome:
         what = f'task {self.task_id} ({self.cmd_name})'
@@ -279,15 +305,31 @@ class CeleryFork(ForkBase):
 
     def _terminate(self) -> None:
         app = self.app
+        what = f'task {self.task_id} ({self.cmd_name})'
         claimed = claim(app.backend, self.task_id, Claim('terminated'))
         if claimed:
             app.backend.mark_as_revoked(self.task_id, reason='terminated before it started')
-            logger.info('task %s (%s) terminated before it started', self.task_id, self.cmd_name)
+            logger.info('%s terminated before it started', what)
+            return
+        local = local_run(self.task_id)
+        if local is not None:  # run by a child of this process
+            mark_terminated(app.backend, self.task_id)
+            local.terminate(self.terminate_grace)
+            return
+        found = records(app.backend, self.task_id) if claimed is False else None
+        owner = found[1] if found is not None else None
+        if owner is not None and owner.role == 'waiter':  # run by a child of the task that waits for it
+            mark_terminated(app.backend, self.task_id)
+            if terminate_elsewhere(owner, self.terminate_grace):
+                logger.info('%s: %s terminated', what, owner.describe())
+            else:
+                logger.warning('%s is run by %s, on another machine: it cannot be stopped from here, '
+                               'and is only reported as terminated', what, owner.describe())
             return
         if claimed is None:
             app.control.revoke(self.task_id)
         app.control.broadcast(TERMINATE_COMMAND, arguments={'task_id': self.task_id, 'grace': self.terminate_grace})
-        logger.info('task %s (%s): termination requested', self.task_id, self.cmd_name)
+        logger.info('%s: termination requested', what)
 
     def _timeout_error(self, timeout: float | None) -> ColdocTasksTimeoutError:
         return CeleryTimeoutError(
