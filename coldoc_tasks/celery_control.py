@@ -436,17 +436,13 @@ def _pythonpath_entries(pythonpath: str | os.PathLike | Iterable[str | os.PathLi
 
 
 def _autostart_options(opt: str | Iterable[str] | None, force: bool) -> set[str]:
-    if force:
-        return set()
+    """The keywords of 0.2 in ``opt`` (default: the environment variable).
+    Other words are left alone: the same variable carries the Django
+    autostart flag (``autostart``, ``all`` or backend names)."""
     if opt is None:
         opt = os.environ.get(ENV_AUTOSTART_OPTIONS, '')
     words = opt.split(',') if isinstance(opt, str) else list(opt)
-    options = {word.strip() for word in words if word.strip()}
-    unknown = options - {'nocheck', 'noautostart', 'force'}
-    if unknown:
-        raise ColdocTasksUsageError(f'unknown autostart option(s) {", ".join(sorted(unknown))} '
-                                    f'(in {ENV_AUTOSTART_OPTIONS} or opt): the options are nocheck, noautostart, force')
-    return set() if 'force' in options else options
+    return {word.strip() for word in words} & {'nocheck', 'noautostart'}
 
 
 def tasks_daemon_autostart(celeryconfig: str | os.PathLike, pythonpath: str | os.PathLike | Iterable = (),
@@ -472,9 +468,9 @@ def tasks_daemon_autostart(celeryconfig: str | os.PathLike, pythonpath: str | os
     while leaving it running).  ``opt`` (default: the environment variable
     ``COLDOC_TASKS_AUTOSTART_OPTIONS``) is a comma-separated list of
     ``nocheck`` (start a worker without asking whether one answers),
-    ``noautostart`` (only check) and ``force`` (ignore the other two);
-    ``force=True`` ignores ``opt`` and the environment variable.  ``subcmd``
-    is accepted for 0.2's Django wrapper, and not used."""
+    ``noautostart`` (only check) and ``force`` (accepted, as in 0.2 it has
+    nothing to do for Celery; so is ``force=True``); other words are
+    ignored.  ``subcmd`` is accepted for 0.2's Django wrapper, and not used."""
     options = _autostart_options(opt, force)
     path = resolve_celeryconfig(celeryconfig)
     with _autostart_lock(path):
