@@ -30,7 +30,7 @@ from typing import IO, Any
 import celery
 
 from .celery_app import app_for, app_of, resolve_celeryconfig
-from .celery_worker import CeleryTaskPool, announce_ready_through
+from .celery_worker import CeleryTaskPool, announce_ready_through, serve_celeryconfig
 from .exceptions import ColdocTasksBackendUnavailableError, ColdocTasksUsageError
 
 __all__ = ['CHECK_TIMEOUT', 'ENV_AUTOSTART_OPTIONS', 'start', 'daemon', 'stop', 'shutdown', 'status', 'ping',
@@ -146,6 +146,7 @@ def start(celeryconfig: str | os.PathLike, *, concurrency: int | None = None, qu
     foreground, until it is stopped.  ``queues`` default to the app's
     default queue; ``hostname`` to ``coldoc_tasks.PID@HOST``."""
     app = app_for(celeryconfig)
+    serve_celeryconfig(resolve_celeryconfig(celeryconfig))
     ready = os.environ.pop(_ENV_READY_FD, None)
     silence = os.environ.pop(_ENV_SILENCE, None) == '1'
     if ready:

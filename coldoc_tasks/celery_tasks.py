@@ -78,7 +78,7 @@ from .celery_control import (
     test,
 )
 from .celery_waiter import local_run, mark_terminated, run_here_if_unclaimed, terminate_elsewhere
-from .celery_worker import RUN_TASK_NAME, TERMINATE_COMMAND, CeleryTaskPool, in_worker_slot
+from .celery_worker import RUN_TASK_NAME, TERMINATE_COMMAND, CeleryTaskPool, in_worker_slot, serving
 from .exceptions import (
     ColdocTasksBackendUnavailableError,
     ColdocTasksConnectionError,
@@ -384,6 +384,8 @@ def get_fork_class(infofile: object = None, celeryconfig: str | os.PathLike | No
         path = resolve_celeryconfig(celeryconfig)
     except ColdocTasksUsageError as exc:
         raise ColdocTasksBackendUnavailableError(str(exc)) from None
+    if serving(path):
+        return fork_class_for(path)  # a task of a worker of this celeryconfig: a worker answers
     app = app_for(path, reload_if_changed=True)
     if not ping(app=app, timeout=CHECK_TIMEOUT, limit=1):
         raise ColdocTasksBackendUnavailableError(

@@ -75,6 +75,22 @@ def in_worker_slot() -> bool:
     return _in_worker_slot
 
 
+# The celeryconfig of the worker this process belongs to, if it was started by start().
+_serving: str | None = None
+
+
+def serve_celeryconfig(path: str) -> None:
+    """Record that this process runs a worker for the celeryconfig ``path``."""
+    global _serving
+    _serving = path
+
+
+def serving(path: str) -> bool:
+    """True in a task of a worker for the celeryconfig ``path``: that
+    worker is alive, with no need to ask it."""
+    return _in_worker_slot and _serving == path
+
+
 def announce_ready_through(fd: int | None, silence: bool = False) -> None:
     """Write to ``fd`` (then close it) when this process's worker is ready;
     with ``silence``, send the output of its processes to /dev/null from then on."""
