@@ -167,7 +167,10 @@ def _encode_exception(exc: BaseException, tb: list[str], limit: int | None) -> l
         # Escaped in JSON, a character takes at most 6 bytes.
         chars = max(0, (room - 2048) // 12)
         meta['message'] = _shorten(meta['message'], chars, keep='head')
-        meta['traceback'] = [_shorten(''.join(tb), chars, keep='tail')]
+        # Each line first, so that one huge line (the message, again) does not
+        # push the frames out; then the whole, keeping its end.
+        lines = [_shorten(line, chars // 4, keep='head') for line in tb]
+        meta['traceback'] = [_shorten(''.join(lines), chars, keep='tail')]
         pieces = _pieces(EXCEPTION, meta, b'')
     return pieces
 

@@ -425,15 +425,11 @@ class TaskServer:
         try:
             frames = connection.channel.receive()
         except ColdocTasksProtocolError as exc:
-            self.counters['protocol_errors'] += 1
-            if connection.authenticated:  # tell the client why, as far as its socket takes it now
-                connection.channel.send(error_message(
-                    0, ColdocTasksProtocolError(f'the server dropped the connection: {exc}')))
-                with contextlib.suppress(OSError):
-                    connection.channel.flush()
+            if connection.authenticated:
+                self._refuse(connection, str(exc))
             else:
                 self.counters['auth_failures'] += 1
-            self._drop(connection, str(exc))
+                self._drop(connection, str(exc))
             return
         except OSError as exc:
             self._drop(connection, f'connection error: {exc}')
@@ -460,9 +456,17 @@ class TaskServer:
                     raise ColdocTasksProtocolError(f'a {message[0]} request with a bad request id {message[1]!r:.100}')
                 handler(self, connection, message, body)
             except (ColdocTasksProtocolError, IndexError, TypeError, ValueError) as exc:
-                self.counters['protocol_errors'] += 1
-                self._drop(connection, f'bad request: {exc!r}')
+                self._refuse(connection, f'bad request: {exc}')
                 return
+
+    def _refuse(self, connection: Connection, why: str) -> None:
+        """Drop an authenticated client that broke the protocol, telling it
+        why as far as its socket takes it now."""
+        self.counters['protocol_errors'] += 1
+        connection.channel.send(error_message(0, ColdocTasksProtocolError(f'the server dropped the connection: {why}')))
+        with contextlib.suppress(OSError):
+            connection.channel.flush()
+        self._drop(connection, why)
 
     def _on_handshake(self, connection: Connection, answer: bytes) -> None:
         reply = server_check_answer(self.authkey, connection.nonce, answer)
