@@ -134,11 +134,11 @@ def test_the_server_never_unpickles_a_message(coldoc_server, tmp_path):
     with _authenticated_socket(coldoc_server) as sock:
         sock.sendall(_raw_frame(pickle.dumps(_MakesDirectory(str(witness)))))
         reply = _read_frame(sock, FrameReader())
+        assert not witness.exists(), 'the server unpickled a message header'
         assert reply is not None and reply[0][0] == 'error'
         error = error_of(reply[0])
         assert isinstance(error, ColdocTasksProtocolError) and 'not JSON' in str(error)
         assert _read_frame(sock, FrameReader()) is None, 'the server kept the connection'
-    assert not witness.exists(), 'the server unpickled a message header'
     assert_healthy(coldoc_server, protocol_errors=1)
 
 
