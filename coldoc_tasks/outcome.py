@@ -6,11 +6,11 @@ one that waits for it, it is the bytes of :func:`encode_outcome`::
 
     outcome := MAGIC (4 bytes) | kind (1 byte) | meta_length (u32, big-endian) | meta | body
 
-``kind`` is ``b'v'`` (a value) or ``b'e'`` (an exception).  ``meta`` is a
-small JSON object that any process can read: ``{"type": T}`` for a value,
-``{"type": T, "message": M, "traceback": [lines], "reason": R}`` for an
-exception (``reason`` only when it travels as a substitute).  ``body`` is the
-pickle of the value or of the exception, or empty.
+``kind`` is ``b'v'`` (a value) or ``b'e'`` (an exception).  ``meta`` is
+what any process can read: for a value, its type's dotted name (UTF-8); for
+an exception, a JSON object ``{"type": T, "message": M, "traceback": [lines],
+"reason": R}`` (``reason`` only when it travels as a substitute).  ``body``
+is the pickle of the value or of the exception, or empty.
 
 The JSON part is what keeps an error's story when pickle cannot: a result
 that cannot be pickled becomes a :class:`ColdocTasksSerializationError`
@@ -137,8 +137,9 @@ def encode_outcome(outcome: Outcome, limit: int | None = None) -> tuple[list[byt
                 f'the result of the task, of type {type_name(value)}, cannot be pickled: {exc}')
             tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
             return _encode_exception(error, tb, limit), True
-        pieces = _pieces(VALUE, {'type': type_name(value)}, body)
-        size = sum(map(len, pieces))
+        name = type_name(value).encode('utf-8', 'surrogatepass')
+        pieces = [_PREFIX.pack(MAGIC, VALUE, len(name)) + name, body]
+        size = len(pieces[0]) + len(body)
         if limit is None or size <= limit:
             return pieces, False
         error = ColdocTasksMessageSizeError(
@@ -175,7 +176,7 @@ def _encode_exception(exc: BaseException, tb: list[str], limit: int | None) -> l
     return pieces
 
 
-def _pieces(kind: bytes, meta: dict, body: bytes) -> list[bytes]:
+def _pieces(kind: bytes, meta: dict[str, Any], body: bytes) -> list[bytes]:
     meta_bytes = json.dumps(meta, ensure_ascii=False, separators=(',', ':')).encode('utf-8', 'surrogatepass')
     head = _PREFIX.pack(MAGIC, kind, len(meta_bytes)) + meta_bytes
     return [head, body] if body else [head]
@@ -201,10 +202,13 @@ def loads_outcome(data: bytes | memoryview) -> Outcome:
         magic, kind, meta_length = _PREFIX.unpack_from(view)
         if magic != MAGIC or kind not in (VALUE, EXCEPTION):
             raise ValueError(f'it starts with {bytes(view[:5])!r}')
-        meta = json.loads(bytes(view[_PREFIX.size:_PREFIX.size + meta_length]).decode('utf-8', 'surrogatepass'))
-        body = view[_PREFIX.size + meta_length:]
-        if not isinstance(meta, dict) or not isinstance(meta.get('type'), str):
-            raise ValueError('its description is not an object naming a type')
+        start = _PREFIX.size + meta_length
+        meta_text = str(view[_PREFIX.size:start], 'utf-8', 'surrogatepass')
+        body = view[start:]
+        if kind == EXCEPTION:
+            meta = json.loads(meta_text)
+            if not isinstance(meta, dict) or not isinstance(meta.get('type'), str):
+                raise ValueError('its description is not an object naming a type')
     except (ValueError, struct.error, RecursionError) as exc:
         error = ColdocTasksSerializationError(f'the outcome of the task is not in the format of coldoc_tasks: {exc}')
         return Outcome(exception=error, traceback=[])
@@ -213,7 +217,7 @@ def loads_outcome(data: bytes | memoryview) -> Outcome:
             return Outcome(value=pickle.loads(body))
         except Exception as exc:
             error = ColdocTasksSerializationError(
-                f'the result of the task, of type {meta["type"]}, cannot be unpickled in this process: {exc!r}')
+                f'the result of the task, of type {meta_text}, cannot be unpickled in this process: {exc!r}')
             return Outcome(exception=error, traceback=traceback.format_exception(type(exc), exc, exc.__traceback__))
     tb = [line for line in meta.get('traceback') or () if isinstance(line, str)]
     if body:
