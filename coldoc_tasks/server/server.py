@@ -428,6 +428,7 @@ class TaskServer:
             if connection.authenticated:
                 self._refuse(connection, str(exc))
             else:
+                self.counters['protocol_errors'] += 1
                 self.counters['auth_failures'] += 1
                 self._drop(connection, str(exc))
             return
