@@ -17,6 +17,7 @@ from coldoc_tasks.coldoc_tasks import bind_fork_class
 from coldoc_tasks.exceptions import (
     ColdocTasksException,
     ColdocTasksMessageSizeError,
+    ColdocTasksProcessLookupError,
     ColdocTasksProtocolError,
     ColdocTasksRemoteError,
     ColdocTasksRemoteTraceback,
@@ -166,3 +167,16 @@ def test_a_call_is_unpickled_only_by_a_worker(coldoc_server, tmp_path):
         assert outcome.value == unpickled_by
         assert unpickled_by != coldoc_server.pid and unpickled_by in server_children(coldoc_server)
     assert_healthy(coldoc_server, protocol_errors=0)
+
+
+def test_a_worker_that_sends_over_the_limit_is_killed(make_server):
+    server = make_server(queues=('default:1:reuse',), max_message_size=LIMIT)
+    rss_before = server_rss_kib(server)
+    f = fork_for(server)()
+    f.run(jobs.announce_huge_frame)
+    with pytest.raises(ColdocTasksProcessLookupError,
+                       match=r'its worker process \d+ was killed: it sent what the server does not accept .*over the '
+                             r'limits'):
+        f.wait(timeout=30)
+    assert server_rss_kib(server) - rss_before < 20 * 1024
+    assert_healthy(server, lost=1)

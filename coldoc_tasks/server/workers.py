@@ -300,11 +300,11 @@ class WorkerPool:
                 if message[0] != 'done' or len(message) != 3 or not isinstance(message[1], str):
                     raise ColdocTasksProtocolError(f'unexpected message {message!r:.200}')
                 self._on_done(worker, message[1], bool(message[2]), body)
-        except OSError:
-            self.loop.unwatch(worker.channel.fd)
-        except ColdocTasksProtocolError as exc:
+        except ColdocTasksProtocolError as exc:  # (an OSError too: caught first)
             # A task can do anything in its worker, even write to this socket.
             self._fault(worker, f'it sent what the server does not accept ({exc})')
+        except OSError:
+            self.loop.unwatch(worker.channel.fd)
 
     def _fault(self, worker: Worker, why: str) -> None:
         if worker.fault is None:
