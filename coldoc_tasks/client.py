@@ -1,5 +1,7 @@
 """The client side of the coldoc task server protocol.
 
+Messages are JSON (see :mod:`.server.protocol`); a task's outcome arrives as
+the body of a message and is decoded by the fork object that waits for it.
 A process keeps one authenticated connection per server and shares it among
 its threads: requests carry an id, and a reader thread hands each reply to
 the thread waiting for it.  So the per-task path makes no ``connect`` and no
@@ -26,7 +28,7 @@ from .exceptions import (
     ColdocTasksProtocolError,
     ColdocTasksTimeoutError,
 )
-from .server.protocol import FrameReader, client_handshake, decode_header, encode_message, sendall_pieces
+from .server.protocol import FrameReader, client_handshake, decode_header, encode_message, error_of, sendall_pieces
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +152,7 @@ class ServerConnection:
         if reply.message is None:
             raise self.broken
         if reply.message[0] == 'error':
-            raise reply.message[2]
+            raise error_of(reply.message)
         return reply.message, reply.body
 
     def _read_loop(self) -> None:
@@ -175,7 +177,7 @@ class ServerConnection:
                     elif message[0] in ('result', 'lost'):
                         self._keep_late(message, body)
                     elif message[0] == 'error' and message[1] == 0:
-                        raise ServerGoneError(str(message[2]))
+                        raise ServerGoneError(str(error_of(message)))
         except ColdocTasksConnectionError as exc:
             self._break(exc)
         except (OSError, ColdocTasksProtocolError) as exc:

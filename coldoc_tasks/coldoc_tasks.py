@@ -34,8 +34,8 @@ from .exceptions import (
     ColdocTasksBackendUnavailableError,
     ColdocTasksConnectionError,
     ColdocTasksException,
+    ColdocTasksMessageSizeError,
     ColdocTasksProcessLookupError,
-    ColdocTasksSerializationError,
     ColdocTasksTimeoutError,
     ColdocTasksUnknownTaskError,
     ColdocTasksUsageError,
@@ -129,9 +129,9 @@ class ColdocFork(ForkBase):
         call = dumps_call(cmd, args, kwargs)
         connection = self._connection()
         if len(call) > connection.max_message_size:
-            raise ColdocTasksSerializationError(
-                f'the call of {self.cmd_name} pickles to {len(call)} bytes, over the server limit of '
-                f'{connection.max_message_size}')
+            raise ColdocTasksMessageSizeError(
+                f'the call of {self.cmd_name} pickles to {len(call)} bytes, over the limit of '
+                f'{connection.max_message_size} bytes of a message of the task server (its max_message_size)')
         task_id = new_task_id()
         waiter = worker_process.CURRENT_TASK_ID
         # Inside a worker, wait() must tell the server it blocks (so that the

@@ -21,6 +21,7 @@ __all__ = [
     'ColdocTasksTimeoutError',
     'ColdocTasksProcessLookupError',
     'ColdocTasksSerializationError',
+    'ColdocTasksMessageSizeError',
     'ColdocTasksRemoteError',
     'ColdocTasksRemoteTraceback',
     'ColdocTasksUnknownTaskError',
@@ -60,19 +61,31 @@ class ColdocTasksSerializationError(ColdocTasksException, pickle.PicklingError):
     The message names the type that failed."""
 
 
+class ColdocTasksMessageSizeError(ColdocTasksSerializationError):
+    """A call or a result is larger than the coldoc server accepts in one
+    message (its ``max_message_size``).  The message names both sizes.  A
+    result over the limit is refused in the worker, before it is sent, and
+    the waiter gets this error instead."""
+
+
 class ColdocTasksRemoteError(ColdocTasksException):
-    """Stands in for an exception raised by a task that could not be sent back
-    as itself (it could not be pickled, or not rebuilt from its pickle).
+    """Stands in for an exception raised by a task that could not be handed
+    back as itself: it could not be pickled, or not rebuilt from its pickle,
+    or not unpickled where ``wait`` was called (its class cannot be imported
+    there), or its pickle was over the server's message size limit.
 
     ``type_name`` is the dotted name of the original class, ``message`` its
-    ``str()``, ``remote_traceback`` the traceback text where it was raised.
+    ``str()``, ``remote_traceback`` the traceback text where it was raised
+    (both shortened if they were over the size limit), ``reason`` why the
+    original could not come.
     """
 
-    def __init__(self, type_name: str, message: str, remote_traceback: str = ''):
+    def __init__(self, type_name: str, message: str, remote_traceback: str = '', reason: str = ''):
         super().__init__(type_name, message, remote_traceback)
         self.type_name = type_name
         self.message = message
         self.remote_traceback = remote_traceback
+        self.reason = reason
 
     def __str__(self) -> str:
         return f'{self.type_name}: {self.message}'

@@ -14,6 +14,8 @@ process group of its own, so ``terminate`` also stops what it started.
 
 A ``simple`` task can be waited for only from the process that ran it: a
 pickled copy works within that process and says so clearly elsewhere.
+There is no message size limit: the outcome goes from the child straight to
+the process that waits for it, with no server in between to protect.
 """
 
 from __future__ import annotations

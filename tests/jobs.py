@@ -146,3 +146,72 @@ def read_fifo(path):
     """Block until something is written to the FIFO at ``path``."""
     with open(path, encoding='utf-8') as stream:
         return stream.readline()
+
+
+#: A module that exists only in the process running the task: made there, at
+#: run time, like a module on the worker's path alone, or the worker's
+#: ``__main__``.  The process waiting for the task cannot import it.
+WORKER_ONLY_MODULE = 'coldoc_tasks_tests_worker_only'
+
+
+def _worker_only_module():
+    import sys
+    import types
+
+    module = sys.modules.get(WORKER_ONLY_MODULE)
+    if module is None:
+        module = types.ModuleType(WORKER_ONLY_MODULE)
+        exec('class WorkerOnlyError(Exception):\n    pass\n\nclass WorkerOnlyValue:\n    pass\n', module.__dict__)
+        sys.modules[WORKER_ONLY_MODULE] = module
+    return module
+
+
+def raise_worker_only(message):
+    """Raise an exception whose class the waiting process cannot import."""
+    raise _worker_only_module().WorkerOnlyError(message)
+
+
+def return_worker_only():
+    """Return an object whose class the waiting process cannot import."""
+    return _worker_only_module().WorkerOnlyValue()
+
+
+class BigError(Exception):
+    """A short message, but a big pickle: it carries ``size`` bytes."""
+
+    def __init__(self, message, size):
+        super().__init__(message, size)
+        self.payload = b'z' * size
+
+    def __str__(self):
+        return self.args[0]
+
+
+def raise_big(message, size):
+    raise BigError(message, size)
+
+
+def raise_long_message(size):
+    """Raise an exception whose message is ``size`` characters long."""
+    raise ValueError('start ' + 'm' * size + ' end')
+
+
+def record_pid(path):
+    """Write this process's pid to ``path`` (a new file); return the pid."""
+    with open(path, 'x', encoding='ascii') as stream:
+        stream.write(str(os.getpid()))
+    return os.getpid()
+
+
+def announce_huge_frame():
+    """Write, to every socket of this process, a frame header announcing 2 GB:
+    what a task that bypasses its worker's limits could send the server."""
+    import struct
+
+    for name in os.listdir('/proc/self/fd'):
+        try:
+            if os.readlink(f'/proc/self/fd/{name}').startswith('socket:'):
+                os.write(int(name), struct.pack('!II', 2, 2**31) + b'[]')
+        except OSError:
+            pass
+    return 'sent'

@@ -22,7 +22,7 @@ from coldoc_tasks.exceptions import (
     ColdocTasksSerializationError,
 )
 from coldoc_tasks.server.infofile import read_infofile
-from coldoc_tasks.server.protocol import FrameReader, client_handshake, decode_header
+from coldoc_tasks.server.protocol import FrameReader, client_handshake, decode_header, encode_message, error_of
 from tests import jobs
 from tests.helpers import wait_process_gone
 from tests.helpers_coldoc import (
@@ -279,8 +279,8 @@ def test_oversized_frames(coldoc_server):
         reply = _read_until_closed(sock)
     frames = FrameReader().feed(reply)
     assert len(frames) == 1
-    kind, _, error = decode_header(frames[0][0])
-    assert kind == 'error' and 'over the limits' in str(error)
+    message = decode_header(frames[0][0])
+    assert message[0] == 'error' and 'over the limits' in str(error_of(message))
     assert server_rss_kib(coldoc_server) < rss_before + 10_000
     assert_healthy(coldoc_server, protocol_errors=2)
 
@@ -739,8 +739,7 @@ def test_a_peer_that_does_not_read_cannot_swell_the_server(coldoc_server):
     assert_healthy(coldoc_server)
     address = read_infofile(coldoc_server.infofile)['socket']
     rss_before = server_rss_kib(coldoc_server)
-    header = pickle.dumps(('status', 1))
-    request = struct.pack('!II', len(header), 0) + header
+    request = b''.join(encode_message(('status', 1)))
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(10)
         sock.connect(address)

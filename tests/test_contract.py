@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import sys
 import threading
 import time
 
@@ -248,6 +249,37 @@ def test_unrebuildable_exception_arrives_as_a_substitute(backend):
         f.wait(timeout=30)
     assert info.value.type_name == 'tests.jobs.UnrebuildableError'
     assert info.value.message == 'a-b'
+
+
+def test_exception_the_waiter_cannot_import_keeps_its_story(backend):
+    needs_process(backend)
+    assert jobs.WORKER_ONLY_MODULE not in sys.modules
+    f = backend.make()
+    f.run(jobs.raise_worker_only, 'only over there')
+    with pytest.raises(ColdocTasksRemoteError) as info:
+        f.wait(timeout=30)
+    error = info.value
+    assert error.type_name == f'{jobs.WORKER_ONLY_MODULE}.WorkerOnlyError'
+    assert error.message == 'only over there'
+    assert 'raise_worker_only' in error.remote_traceback
+    assert 'WorkerOnlyError: only over there' in error.remote_traceback
+    assert 'cannot be unpickled' in error.reason and jobs.WORKER_ONLY_MODULE in error.reason
+    assert isinstance(error.__cause__, ColdocTasksRemoteTraceback) and 'raise_worker_only' in str(error.__cause__)
+    assert f.exception is error and 'raise_worker_only' in ''.join(f.traceback)
+    assert f.wait(raise_exception=False) is error
+    assert jobs.WORKER_ONLY_MODULE not in sys.modules
+
+
+def test_value_the_waiter_cannot_import_is_a_clear_error(backend):
+    needs_process(backend)
+    f = backend.make()
+    f.run(jobs.return_worker_only)
+    with pytest.raises(ColdocTasksSerializationError, match=f'of type {jobs.WORKER_ONLY_MODULE}.WorkerOnlyValue'
+                       '.* cannot be unpickled in this process'):
+        f.wait(timeout=30)
+    g = backend.make()
+    g.run(jobs.add, 1, 2)
+    assert g.wait(timeout=30) == 3
 
 
 def test_unpicklable_argument(backend):

@@ -1,18 +1,21 @@
-"""The wire protocol of the coldoc task server.
+"""The wire protocol of the coldoc task server, version 2.
 
 Everything travels over ``AF_UNIX`` stream sockets as frames::
 
     frame := header_length (u32, big-endian) | body_length (u32) | header | body
 
-The header is a pickled tuple whose first item names the message; the body is
-an opaque payload (a pickled call, or a pickled outcome) that the server
-passes between clients and workers without ever unpickling it.  A header may
-be at most ``MAX_HEADER`` bytes; a body at most the limit the server was
-started with.  A frame that announces more is refused before anything is
-allocated for it.
+After authentication the header is a JSON array (UTF-8) whose first item
+names the message; the body is an opaque payload, a pickled call or an
+encoded outcome (see :mod:`coldoc_tasks.outcome`), that the server passes
+between clients and workers without ever reading it.  The server process
+never unpickles anything a peer sent: a key holder cannot run code in it,
+and a slow or huge unpickle stalls nobody but the worker or the client that
+does it.  A header may be at most ``MAX_HEADER`` bytes; a body at most the
+limit the server was started with.  A frame that announces more is refused
+before anything is allocated for it.
 
 Authentication comes first on every client connection, in frames whose
-header is raw bytes (never unpickled) and whose body is empty:
+header is raw bytes and whose body is empty:
 
     ====  ==========  =======================================================
     step  direction   header
@@ -23,31 +26,35 @@ header is raw bytes (never unpickled) and whose body is empty:
                       or b"NO" and the server closes the connection
     ====  ==========  =======================================================
 
-The server compares digests with ``hmac.compare_digest``; the client checks
-the server's proof in the same way, so neither side trusts a peer that does
-not hold the key.  Only after step 3 are headers unpickled; a client sends
-nothing more before it has read step 3 (bytes that arrive with its step 2
-are read under the handshake's limits, and a body there drops it).
+The greeting names the protocol version (``coldoc-tasks/2``), so a client of
+another version stops with an error naming both.  The server compares digests
+with ``hmac.compare_digest``; the client checks the server's proof in the
+same way, so neither side trusts a peer that does not hold the key.  Only
+after step 3 are headers read as messages; a client sends nothing more before
+it has read step 3 (bytes that arrive with its step 2 are read under the
+handshake's limits, and a body there drops it).
 
-Messages after authentication (``rid`` is a request id chosen by the client;
-every request but ``submit`` and ``unwait`` gets exactly one reply carrying
-its ``rid``):
+Messages after authentication (``rid`` is a request id chosen by the client,
+an integer; every request but ``submit`` and ``unwait`` gets exactly one
+reply carrying its ``rid``; ``null`` is JSON's):
 
     client -> server
-        ('submit', task_id, queue, cmd_name, waiter_task_id, subscribe) + body: the call
-        ('share', rid, task_id)       keep the outcome after pushing it
-        ('wait', rid, task_id, waiter_task_id)
-        ('unwait', rid)
-        ('terminate', rid, task_id)
-        ('ping', rid)   ('status', rid)   ('shutdown', rid, grace)
+        ["submit", task_id, queue, cmd_name, waiter_task_id, subscribe] + body: the pickled call
+        ["share", rid, task_id]       keep the outcome after pushing it
+        ["wait", rid, task_id, waiter_task_id]
+        ["unwait", rid]
+        ["terminate", rid, task_id]
+        ["ping", rid]   ["status", rid]   ["shutdown", rid, grace]
     server -> client
-        ('ok', rid, value)
-        ('result', rid, task_id) + body: the pickled outcome
-        ('lost', rid, task_id, message)       the task's process vanished
-        ('pushed', None, task_id) + body, or ('pushed', None, task_id, message):
+        ["ok", rid, value]                    value: any JSON value
+        ["result", rid, task_id] + body: the encoded outcome
+        ["lost", rid, task_id, message]       the task's process vanished
+        ["pushed", null, task_id] + body, or ["pushed", null, task_id, message]:
                                       the outcome of a task submitted with
                                       ``subscribe``, sent unasked when it ends
-        ('error', rid, exception)             the request failed
+        ["error", rid, kind, message]         the request failed; ``kind`` is a
+                                      key of ``ERRORS`` (rid 0: the server
+                                      drops the connection, saying why)
 
 The submitting process subscribes, so its ``wait`` costs no request at all:
 the outcome is pushed to it, and the server forgets the task unless a
@@ -55,22 +62,33 @@ the outcome is pushed to it, and the server forgets the task unless a
 ``wait`` from elsewhere.  A worker waiting for a subtask uses ``wait``
 instead, naming its own task, so that the server lends its slot.
 
-    server -> worker: ('run', task_id) + body: the call;  ('exit',)
-    worker -> server: ('done', task_id, failed) + body: the pickled outcome
+Between the server and each of its workers (a socket pair made at fork):
+
+    server -> worker: ["run", task_id] + body: the pickled call;  ["exit"]
+    worker -> server: ["done", task_id, failed] + body: the encoded outcome
+
+A worker encodes an outcome within the server's ``max_message_size``, so the
+server never receives a result over it (see :func:`coldoc_tasks.outcome.encode_outcome`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import pickle
+import json
 import secrets
 import socket
 import struct
 
-from ..exceptions import ColdocTasksAuthenticationError, ColdocTasksProtocolError
+from ..exceptions import (
+    ColdocTasksAuthenticationError,
+    ColdocTasksException,
+    ColdocTasksProtocolError,
+    ColdocTasksUnknownTaskError,
+    ColdocTasksUsageError,
+)
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 GREETING = b'coldoc-tasks/%d ' % PROTOCOL_VERSION
 NONCE_SIZE = 32
 DIGEST_SIZE = hashlib.sha256().digest_size
@@ -80,12 +98,28 @@ MAX_HANDSHAKE_FRAME = 256
 #: Default largest body (a call or an outcome) accepted after authentication.
 DEFAULT_MAX_BODY = 512 * 1024 * 1024
 
+#: The errors a reply can carry, by the name that travels.
+ERRORS: dict[str, type[ColdocTasksException]] = {
+    'unknown_task': ColdocTasksUnknownTaskError,
+    'usage': ColdocTasksUsageError,
+    'protocol': ColdocTasksProtocolError,
+}
+
 _LENGTHS = struct.Struct('!II')
-PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
+# ASCII: a str with lone surrogates (a path read with surrogateescape) travels too
+_encode_json = json.JSONEncoder(separators=(',', ':')).encode
+# Without json.loads' whitespace handling (none is sent): a third of its time.
+_decode_json = json.JSONDecoder().raw_decode
 
 
-def encode_frame(header: bytes, body: bytes | memoryview = b'') -> list[bytes | memoryview]:
+Body = bytes | memoryview | list  # a list: the body in pieces, sent one after the other
+
+
+def encode_frame(header: bytes, body: Body = b'') -> list[bytes | memoryview]:
     """The pieces of a frame, ready for ``sendmsg`` (no copy of ``body``)."""
+    if isinstance(body, list):
+        prefix = _LENGTHS.pack(len(header), sum(map(len, body)))
+        return [prefix + header, *body]
     prefix = _LENGTHS.pack(len(header), len(body))
     return [prefix + header, body] if body else [prefix + header]
 
@@ -102,20 +136,40 @@ def sendall_pieces(sock: socket.socket, pieces: list[bytes | memoryview]) -> Non
             views[0] = views[0][sent:]
 
 
-def encode_message(message: tuple, body: bytes | memoryview = b'') -> list[bytes | memoryview]:
-    """A pickled message header and its body, as frame pieces."""
-    return encode_frame(pickle.dumps(message, PICKLE_PROTOCOL), body)
+def encode_message(message: tuple | list, body: Body = b'') -> list[bytes | memoryview]:
+    """A message header (JSON) and its body, as frame pieces."""
+    return encode_frame(_encode_json(message).encode('utf-8'), body)
 
 
 def decode_header(header: bytes) -> tuple:
-    """Unpickle a message header; only ever called after authentication."""
+    """Read a message header: a JSON array whose first item is a string.
+    Raise :class:`ColdocTasksProtocolError` on anything else."""
     try:
-        message = pickle.loads(header)
-    except Exception as exc:
-        raise ColdocTasksProtocolError(f'a message header cannot be unpickled: {exc!r}') from None
-    if not isinstance(message, tuple) or not message or not isinstance(message[0], str):
-        raise ColdocTasksProtocolError(f'a message header is not a tuple naming its kind: {type(message).__name__}')
-    return message
+        text = header.decode('utf-8')
+        message, end = _decode_json(text)
+        if end != len(text):
+            raise ValueError(f'extra data after the array, at {end}')
+    except (ValueError, RecursionError) as exc:
+        raise ColdocTasksProtocolError(f'a message header is not JSON: {exc}') from None
+    if not isinstance(message, list) or not message or not isinstance(message[0], str):
+        raise ColdocTasksProtocolError(f'a message header is not an array naming its kind: {type(message).__name__}')
+    return tuple(message)
+
+
+def error_message(rid: int, error: ColdocTasksException) -> list[bytes | memoryview]:
+    """The frame of an ``error`` reply carrying ``error`` (one of ``ERRORS``)."""
+    for kind, cls in ERRORS.items():
+        if type(error) is cls:
+            return encode_message(('error', rid, kind, str(error)))
+    raise TypeError(f'{type(error).__name__} cannot travel in an error reply')
+
+
+def error_of(message: tuple) -> ColdocTasksException:
+    """The exception an ``error`` reply carries."""
+    cls = ERRORS.get(message[2]) if len(message) > 3 and isinstance(message[2], str) else None
+    if cls is None:
+        return ColdocTasksProtocolError(f'the task server sent an error of an unknown kind: {message!r:.200}')
+    return cls(str(message[3]))
 
 
 class FrameReader:

@@ -11,7 +11,9 @@ result, a worker's death through its pidfd, a signal through the wake-up fd,
 a timer) is seen by one ``select`` in :meth:`TaskServer.serve_forever`; the
 loop never polls.  A client must pass the handshake described in
 :mod:`.protocol` within ``handshake_timeout`` seconds, and nothing it sends
-is unpickled before it does.
+is read as a message before it does.  Messages are JSON; calls and outcomes
+are bodies the server relays without reading: this process never unpickles
+what a peer sent.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from .protocol import (
     FrameReader,
     decode_header,
     encode_message,
+    error_message,
     server_challenge,
     server_check_answer,
 )
@@ -65,6 +68,10 @@ OUTBOX_HIGH_WATER = 64 * 1024 * 1024
 ACCEPT_PAUSE = 0.5
 #: How many queued tasks ``status`` lists (it counts them all).
 STATUS_QUEUED_SHOWN = 100
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_seconds(name: str, value: float) -> float:
@@ -129,7 +136,8 @@ class TaskServer:
         self.stop_grace = stop_grace
         self.started = time.time()
         self.table = TaskTable(result_retention)
-        self.pool = WorkerPool(queues or [], self.table, self, self._on_final, terminate_grace)
+        self.pool = WorkerPool(queues or [], self.table, self, self._on_final, terminate_grace,
+                               max_message_size=max_message_size)
         self.selector = selectors.DefaultSelector()
         self.connections: dict[int, Connection] = {}
         self.listener: socket.socket | None = None
@@ -429,15 +437,12 @@ class TaskServer:
         try:
             frames = connection.channel.receive()
         except ColdocTasksProtocolError as exc:
-            self.counters['protocol_errors'] += 1
-            if connection.authenticated:  # tell the client why, as far as its socket takes it now
-                connection.channel.send(encode_message(
-                    ('error', 0, ColdocTasksProtocolError(f'the server dropped the connection: {exc}'))))
-                with contextlib.suppress(OSError):
-                    connection.channel.flush()
+            if connection.authenticated:
+                self._refuse(connection, str(exc))
             else:
+                self.counters['protocol_errors'] += 1
                 self.counters['auth_failures'] += 1
-            self._drop(connection, str(exc))
+                self._drop(connection, str(exc))
             return
         except OSError as exc:
             self._drop(connection, f'connection error: {exc}')
@@ -459,12 +464,22 @@ class TaskServer:
                 message = decode_header(header)
                 handler = self._handlers.get(message[0])
                 if handler is None:
-                    raise ColdocTasksProtocolError(f'unknown request {message[0]!r}')
+                    raise ColdocTasksProtocolError(f'unknown request {message[0]!r:.100}')
+                if message[0] != 'submit' and not _is_int(message[1]):
+                    raise ColdocTasksProtocolError(f'a {message[0]} request with a bad request id {message[1]!r:.100}')
                 handler(self, connection, message, body)
             except (ColdocTasksProtocolError, IndexError, TypeError, ValueError) as exc:
-                self.counters['protocol_errors'] += 1
-                self._drop(connection, f'bad request: {exc!r}')
+                self._refuse(connection, f'bad request: {exc}')
                 return
+
+    def _refuse(self, connection: Connection, why: str) -> None:
+        """Drop an authenticated client that broke the protocol, telling it
+        why as far as its socket takes it now."""
+        self.counters['protocol_errors'] += 1
+        connection.channel.send(error_message(0, ColdocTasksProtocolError(f'the server dropped the connection: {why}')))
+        with contextlib.suppress(OSError):
+            connection.channel.flush()
+        self._drop(connection, why)
 
     def _on_handshake(self, connection: Connection, answer: bytes) -> None:
         reply = server_check_answer(self.authkey, connection.nonce, answer)
@@ -487,7 +502,7 @@ class TaskServer:
     def _on_submit(self, connection: Connection, message: tuple, body: bytes) -> None:
         _, task_id, queue, cmd_name, _waiter, subscribe = message
         if not isinstance(task_id, str) or task_id in self.table.tasks:
-            raise ColdocTasksProtocolError(f'submit with a bad or duplicate task id {task_id!r}')
+            raise ColdocTasksProtocolError(f'submit with a bad or duplicate task id {task_id!r:.100}')
         task = Task(task_id, queue if isinstance(queue, str) else 'default', str(cmd_name), body, connection.peer_pid)
         if subscribe:
             task.subscriber = connection
@@ -502,10 +517,11 @@ class TaskServer:
     def _known_task(self, connection: Connection, rid: int, task_id: str) -> Task | None:
         """The task called ``task_id``, or ``None`` after telling the client
         why it is not known."""
+        if not isinstance(task_id, str):
+            raise ColdocTasksProtocolError(f'a task id must be a string, not {task_id!r:.100}')
         task = self.table.tasks.get(task_id)
         if task is None:
-            self._send(connection, encode_message(
-                ('error', rid, ColdocTasksUnknownTaskError(self.table.why_unknown(task_id)))))
+            self._send(connection, error_message(rid, ColdocTasksUnknownTaskError(self.table.why_unknown(task_id))))
         return task
 
     def _on_share(self, connection: Connection, message: tuple, body: bytes) -> None:
@@ -525,7 +541,7 @@ class TaskServer:
             self.table.collect(task, connection.peer_pid)
             return
         lent = None
-        waiter = self.table.tasks.get(waiter_task_id) if waiter_task_id else None
+        waiter = self.table.tasks.get(waiter_task_id) if isinstance(waiter_task_id, str) else None
         if waiter is not None and waiter.state == RUNNING:
             lent = self.pool.lend(waiter.queue)
         task.waiters.append((connection, rid, lent))
@@ -568,9 +584,8 @@ class TaskServer:
         _, rid, grace = message
         if grace is not None and (isinstance(grace, bool) or not isinstance(grace, (int, float))
                                   or not 0 <= grace <= MAX_SECONDS):
-            self._send(connection, encode_message(
-                ('error', rid, ColdocTasksUsageError(
-                    f'the stop grace must be a number of seconds from 0 to {MAX_SECONDS:g}, not {grace!r}'))))
+            self._send(connection, error_message(rid, ColdocTasksUsageError(
+                f'the stop grace must be a number of seconds from 0 to {MAX_SECONDS:g}, not {grace!r:.100}')))
             return
         logger.info('stop requested by %s', connection.peer)
         self._send(connection, encode_message(('ok', rid, os.getpid())))

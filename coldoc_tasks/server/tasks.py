@@ -27,8 +27,8 @@ REMEMBERED_IDS = 100_000
 
 
 class Task:
-    """One task as the server knows it.  ``call`` (the pickled call) is
-    dropped once a worker has it; ``outcome`` is the pickled outcome of a
+    """One task as the server knows it.  ``call`` (the pickled call, opaque here) is
+    dropped once a worker has it; ``outcome`` is the encoded outcome of a
     task that ran to its end, ``lost_message`` says why a task has none."""
 
     __slots__ = ('task_id', 'queue', 'cmd_name', 'call', 'state', 'submitted', 'started', 'finished',

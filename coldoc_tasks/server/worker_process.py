@@ -1,9 +1,12 @@
 """The life of a worker process, forked from the server.
 
-A worker reads ``('run', task_id)`` frames carrying a pickled call from its
-socket, runs the call, and answers ``('done', task_id, failed)`` with the pickled
-outcome; ``('exit',)`` or the end of its socket end it.  A worker in *fresh*
-mode runs one task and exits.
+A worker reads ``["run", task_id]`` frames carrying a pickled call from its
+socket, runs the call, and answers ``["done", task_id, failed]`` with the
+encoded outcome; ``["exit"]`` or the end of its socket end it.  A worker in
+*fresh* mode runs one task and exits.  Unpickling the call and pickling the
+outcome happen here, never in the server; so does the check of the result's
+size against the server's limit, so that the server never receives a result
+over it.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ AFTER_TASK_HOOKS: list[Callable[[str], None]] = []
 BEFORE_FORK_HOOKS: list[Callable[[], None]] = []
 
 _PR_SET_PDEATHSIG = 1
-# The server checks sizes before it hands a call to a worker.
+# The server checks the size of a call before it hands it to a worker.
 MAX_CALL_SIZE = 2**32 - 1
 
 
@@ -56,8 +59,10 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def worker_main(sock: socket.socket, close_fds: Iterable[int], parent_pid: int, fresh: bool) -> None:
-    """Body of a worker process; never returns."""
+def worker_main(sock: socket.socket, close_fds: Iterable[int], parent_pid: int, fresh: bool,
+                max_message_size: int = MAX_CALL_SIZE) -> None:
+    """Body of a worker process; never returns.  An outcome is encoded within
+    ``max_message_size`` bytes (the server's limit)."""
     global CURRENT_TASK_ID
     code = 0
     try:
@@ -79,12 +84,9 @@ def worker_main(sock: socket.socket, close_fds: Iterable[int], parent_pid: int, 
                 CURRENT_TASK_ID = task_id
                 outcome = _run(task_id, body)
                 CURRENT_TASK_ID = None
-                data, failed = encode_outcome(outcome)
-                if len(data) > MAX_CALL_SIZE:
-                    error = ColdocTasksSerializationError(
-                        f'the result of task {task_id} pickles to {len(data)} bytes, more than a frame carries')
-                    data, failed = encode_outcome(Outcome(exception=error, traceback=[]))
-                sendall_pieces(sock, encode_message(('done', task_id, failed), data))
+                pieces, failed = encode_outcome(outcome, min(max_message_size, MAX_CALL_SIZE))
+                del outcome  # a big result is not kept twice while it is sent
+                sendall_pieces(sock, encode_message(('done', task_id, failed), pieces))
                 if fresh:
                     return
     except BaseException:  # a worker must never return into the server's code

@@ -28,10 +28,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..exceptions import ColdocTasksProtocolError
 from ..forking import describe_wait_status, fork_task_process, signal_group
+from ..outcome import MIN_ERROR_ROOM
 from . import worker_process
 from .channel import Channel
-from .protocol import FrameReader, decode_header, encode_message
+from .protocol import DEFAULT_MAX_BODY, FrameReader, decode_header, encode_message
 from .tasks import CANCELLED, DONE, FAILED, LOST, QUEUED, RUNNING, TERMINATED, Task, TaskTable
 from .worker_process import worker_main
 
@@ -117,7 +119,7 @@ class Queue:
 class Worker:
     """A worker process: its pid, its socket, its pidfd, and its task."""
 
-    __slots__ = ('pid', 'channel', 'pidfd', 'queue', 'task', 'tasks_done', 'retiring', 'kill_timer')
+    __slots__ = ('pid', 'channel', 'pidfd', 'queue', 'task', 'tasks_done', 'retiring', 'kill_timer', 'fault')
 
     def __init__(self, pid: int, channel: Channel, pidfd: int, queue: Queue):
         self.pid = pid
@@ -128,6 +130,8 @@ class Worker:
         self.tasks_done = 0
         self.retiring = False
         self.kill_timer: Any = None
+        # why the server killed it, if it did for what it sent
+        self.fault: str | None = None
 
 
 class WorkerPool:
@@ -137,10 +141,14 @@ class WorkerPool:
     ``watch(fd, callback)``, ``unwatch(fd)``, ``want_write(channel)``,
     ``call_later(delay, callback)`` and ``fds_to_close_in_child()``.
     ``on_final(task)`` is called when a task reaches a final state.
+    ``max_message_size``: the largest outcome a worker may send (it refuses
+    a larger result itself; one that sends more anyway is killed).
     """
 
     def __init__(self, queues: list[QueueConfig], table: TaskTable, loop: Any,
-                 on_final: Callable[[Task], None], terminate_grace: float):
+                 on_final: Callable[[Task], None], terminate_grace: float, *,
+                 max_message_size: int = DEFAULT_MAX_BODY):
+        self.max_message_size = max_message_size
         self.table = table
         self.loop = loop
         self.on_final = on_final
@@ -270,10 +278,11 @@ class WorkerPool:
             child_sock.close()
             return None
         if pid == 0:
-            worker_main(child_sock, close_in_child, server_pid, queue.config.mode == 'fresh')
+            worker_main(child_sock, close_in_child, server_pid, queue.config.mode == 'fresh', self.max_message_size)
         child_sock.close()
         pidfd = os.pidfd_open(pid)
-        worker = Worker(pid, Channel(parent_sock, FrameReader(max_body=2**32 - 1)), pidfd, queue)
+        reader = FrameReader(max_body=max(self.max_message_size, MIN_ERROR_ROOM))
+        worker = Worker(pid, Channel(parent_sock, reader), pidfd, queue)
         self.workers[pid] = worker
         self.loop.watch(worker.channel.fd, lambda: self._on_readable(worker))
         self.loop.watch(pidfd, lambda: self._on_exit(worker))
@@ -283,15 +292,26 @@ class WorkerPool:
     def _on_readable(self, worker: Worker) -> None:
         try:
             frames = worker.channel.receive()
+            if frames is None:  # the worker is exiting; its pidfd says how
+                self.loop.unwatch(worker.channel.fd)
+                return
+            for header, body in frames:
+                message = decode_header(header)
+                if message[0] != 'done' or len(message) != 3 or not isinstance(message[1], str):
+                    raise ColdocTasksProtocolError(f'unexpected message {message!r:.200}')
+                self._on_done(worker, message[1], bool(message[2]), body)
+        except ColdocTasksProtocolError as exc:  # (an OSError too: caught first)
+            # A task can do anything in its worker, even write to this socket.
+            self._fault(worker, f'it sent what the server does not accept ({exc})')
         except OSError:
-            frames = None
-        if frames is None:  # the worker is exiting; its pidfd says how
             self.loop.unwatch(worker.channel.fd)
-            return
-        for header, body in frames:
-            message = decode_header(header)
-            if message[0] == 'done':
-                self._on_done(worker, message[1], message[2], body)
+
+    def _fault(self, worker: Worker, why: str) -> None:
+        if worker.fault is None:
+            worker.fault = why
+            logger.error('worker %d: %s: killing it', worker.pid, why)
+            self.loop.unwatch(worker.channel.fd)
+            signal_group(worker.pid, signal.SIGKILL)
 
     def _on_done(self, worker: Worker, task_id: str, failed: bool, outcome: bytes) -> None:
         task, queue = worker.task, worker.queue
@@ -334,7 +354,7 @@ class WorkerPool:
         # What the worker sent before it died counts: read it first (and a
         # dead worker must not go back to the idle ones).
         expected, worker.retiring = worker.retiring, True
-        if not worker.channel.closed:
+        if not worker.channel.closed and worker.fault is None:
             self._on_readable(worker)
         self.loop.unwatch(worker.pidfd)
         os.close(worker.pidfd)
@@ -355,6 +375,8 @@ class WorkerPool:
         queue.running -= 1
         if task.terminating:
             state, message = TERMINATED, f'task {task.task_id} was terminated (its worker {worker.pid} {how})'
+        elif worker.fault is not None:
+            state, message = LOST, f'task {task.task_id}: its worker process {worker.pid} was killed: {worker.fault}'
         else:
             state, message = LOST, f'task {task.task_id}: its worker process {worker.pid} {how} during the task'
         self.table.finish(task, state, lost_message=message)
