@@ -10,6 +10,7 @@ id                          problem
 ``coldoc_tasks.E005``       the socket path is too long for an AF_UNIX socket
 ``coldoc_tasks.E006``       a setting has a wrong type (paths: ``str`` or ``pathlib.Path``)
 ``coldoc_tasks.E007``       a server option (``COLDOC_TASKS_RESULT_RETENTION`` ...) is out of its range
+``coldoc_tasks.E008``       ``COLDOC_TASKS_QUEUES`` has a bad queue spec
 ``coldoc_tasks.W001``       a ``COLDOC_TASKS_PYTHONPATH`` entry is not a directory
 ``coldoc_tasks.W002``       autostart is set, but ``COLDOC_TASKS_PYTHONPATH`` is not
 ==========================  ===========================================================
@@ -23,7 +24,13 @@ from typing import Any
 from django.conf import settings
 from django.core import checks
 
-from .django_support import ColdocTasksSettingsError, parse_autostart, parse_pythonpath, parse_server_options
+from .django_support import (
+    ColdocTasksSettingsError,
+    parse_autostart,
+    parse_pythonpath,
+    parse_queues,
+    parse_server_options,
+)
 
 #: Longest AF_UNIX socket path (sun_path is 108 bytes on Linux, with a final NUL).
 MAX_SOCKET_PATH = 107
@@ -102,6 +109,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         parse_server_options(settings)
     except ColdocTasksSettingsError as exc:
         errors.append(_error(str(exc), 7, hint='remove the setting to use the default'))
+    try:
+        parse_queues(getattr(settings, 'COLDOC_TASKS_QUEUES', None))
+    except ColdocTasksSettingsError as exc:
+        errors.append(_error(str(exc), 8, hint='write e.g. COLDOC_TASKS_QUEUES = ["default:2", "pdf:1:fresh"]'))
 
     try:
         pythonpath = parse_pythonpath(getattr(settings, 'COLDOC_TASKS_PYTHONPATH', None))

@@ -114,6 +114,8 @@ class ServerConnection:
             raise
         self.server_pid: int = info['pid']
         self.max_message_size: int = info['max_message_size']
+        #: the queues the server runs (``*``: it accepts any name)
+        self.queues: list[str] = info.get('queues') or []
 
     def send(self, message: tuple, body: bytes = b'') -> None:
         """Send a message that gets no reply."""

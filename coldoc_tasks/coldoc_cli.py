@@ -33,7 +33,8 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
                         help='default queue: recycle a worker after N tasks')
     parser.add_argument('--queue', action='append', default=[], type=_queue_spec,
                         metavar='NAME[:CONCURRENCY[:MODE[:MAX_TASKS]]]',
-                        help='configure a named queue (repeatable), e.g. pdf:1:fresh')
+                        help='declare a queue (repeatable), e.g. pdf:1:fresh; a task on a queue nobody declared '
+                        'is refused, unless "*:N" is declared: then any name is accepted, all sharing N slots')
     for option in SERVER_OPTIONS:
         parser.add_argument(option.flag, type=argument_type(option), metavar=option.unit.upper() or 'N',
                             help=f'{option.help} (default {option.default:g})')

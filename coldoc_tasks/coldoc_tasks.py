@@ -44,7 +44,7 @@ from .outcome import Outcome, dumps_call, loads_outcome
 from .server import worker_process
 from .server.infofile import InfofileError, PathLike, lock_holder, read_infofile, start_lock
 from .server.main import ColdocTasksServerRunningError, run_server
-from .server.workers import DEFAULT_QUEUE, QueueConfig
+from .server.workers import ANY_QUEUE, DEFAULT_QUEUE, QueueConfig, undeclared_queue_message
 
 __all__ = [
     'ColdocFork', 'fork_class', 'get_fork_class', 'ping', 'status', 'shutdown', 'server_pid', 'test', 'get_infofile',
@@ -132,6 +132,8 @@ class ColdocFork(ForkBase):
             raise ColdocTasksMessageSizeError(
                 f'the call of {self.cmd_name} pickles to {len(call)} bytes, over the limit of '
                 f'{connection.max_message_size} bytes of a message of the task server (its max_message_size)')
+        if connection.queues and self.queue not in connection.queues and ANY_QUEUE not in connection.queues:
+            raise ColdocTasksUsageError(undeclared_queue_message(self.queue, connection.queues))
         task_id = new_task_id()
         waiter = worker_process.CURRENT_TASK_ID
         # Inside a worker, wait() must tell the server it blocks (so that the

@@ -116,8 +116,11 @@ def run(command: str, options: dict[str, Any]) -> int:
             from .daemon import AUTHKEY_ENV
 
             os.environ[AUTHKEY_ENV] = conf.password.hex()  # never on the command line
-        argv = ['start', conf.infofile, *([conf.socket] if conf.socket else [])]
-        argv += ['--logfile', conf.logfile] if conf.logfile else []
+        from .daemon import server_command
+
+        # the settings' queues and options, then those of the command line (the last word wins)
+        argv = server_command(conf.infofile, conf.socket, logfile=conf.coldoc_logfile, queues=conf.queues,
+                              options=conf.server_options)[3:]
         return coldoc_cli.main(argv + extra)
     if command == 'autostart':
         from .daemon import ColdocTasksStartError

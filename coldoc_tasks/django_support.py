@@ -94,6 +94,8 @@ class TasksSettings:
     celery_logfile_setting: str | None = None
     #: the server options set as ``COLDOC_TASKS_<OPTION>`` (checked; see coldoc_tasks.server.options)
     server_options: dict = dataclasses.field(default_factory=dict)
+    #: ``COLDOC_TASKS_QUEUES``: the queues of an autostarted server (none: its default queue only)
+    queues: tuple = ()
 
     @property
     def coldoc_logfile(self) -> str | None:
@@ -175,6 +177,33 @@ def parse_server_options(settings: Any) -> dict[str, Any]:
     return found
 
 
+def parse_queues(value: Any) -> tuple:
+    """``COLDOC_TASKS_QUEUES``: the queues of the site's server, as
+    ``'NAME[:CONCURRENCY[:MODE[:MAX_TASKS]]]'`` specs (a list, or one str
+    with commas) or :class:`~coldoc_tasks.server.workers.QueueConfig`;
+    ``'*:N'`` accepts any other queue name, all sharing N slots.  Raise
+    :class:`ColdocTasksSettingsError` naming a bad one."""
+    from .server.workers import QueueConfig
+
+    if value is None or value == '':
+        return ()
+    if isinstance(value, (str, QueueConfig)):
+        value = value.split(',') if isinstance(value, str) else [value]
+    if not isinstance(value, Iterable):
+        raise ColdocTasksSettingsError(
+            f'COLDOC_TASKS_QUEUES must be a list of queue specs such as "pdf:1:fresh", not {type(value).__name__}')
+    queues = []
+    for spec in value:
+        try:
+            queues.append(spec if isinstance(spec, QueueConfig) else QueueConfig.parse(str(spec).strip()))
+        except ValueError as exc:
+            raise ColdocTasksSettingsError(f'COLDOC_TASKS_QUEUES: {exc}') from None
+    names = [queue.name for queue in queues]
+    if len(set(names)) != len(names):
+        raise ColdocTasksSettingsError(f'COLDOC_TASKS_QUEUES declares a queue twice: {", ".join(names)}')
+    return tuple(queues)
+
+
 def default_infofile_directory(settings_module: str | None, settings_file: str | None) -> str:
     """The private temporary directory of a site's default infofile: the
     same for every process of the site (so that they share one server),
@@ -225,6 +254,7 @@ def read_settings(settings: Any = None) -> TasksSettings:
         coldoc_logfile_setting=_path('COLDOC_TASKS_COLDOC_LOGFILE', get('COLDOC_TASKS_COLDOC_LOGFILE')),
         celery_logfile_setting=_path('COLDOC_TASKS_CELERY_LOGFILE', get('COLDOC_TASKS_CELERY_LOGFILE')),
         server_options=parse_server_options(settings),
+        queues=parse_queues(get('COLDOC_TASKS_QUEUES')),
         pythonpath=parse_pythonpath(get('COLDOC_TASKS_PYTHONPATH')),
         settings_module=settings_module,
         default_infofile=default,
@@ -282,7 +312,7 @@ def start_coldoc_daemon(conf: TasksSettings, *, extra_args: Iterable[str] = (), 
     with its output if it cannot start (one already runs, for example)."""
     return tasks_daemon_start(conf.infofile, conf.socket, conf.password, logfile=conf.coldoc_logfile,
                               env=server_environment(conf), server_module=SERVER_MODULE,
-                              extra_args=extra_args, timeout=timeout, **conf.server_options)
+                              extra_args=extra_args, timeout=timeout, queues=conf.queues, **conf.server_options)
 
 
 def autostart_coldoc(conf: TasksSettings, timeout: float = 30.0) -> int:
@@ -290,7 +320,7 @@ def autostart_coldoc(conf: TasksSettings, timeout: float = 30.0) -> int:
     answers (race-free: many processes at once start one).  Return its pid."""
     pid = tasks_daemon_autostart(conf.infofile, conf.socket, conf.password, logfile=conf.coldoc_logfile,
                                  env=server_environment(conf), server_module=SERVER_MODULE, timeout=timeout,
-                                 **conf.server_options)
+                                 queues=conf.queues, **conf.server_options)
     logger.info('autostart: coldoc task server for %s: pid %d', conf.infofile, pid)
     return pid
 

@@ -50,9 +50,6 @@ def test_named_queues_have_their_own_limits(make_server, rendezvous):
     assert queues['pdf']['running'] == 1 and queues['pdf']['queued'] == 1
     rendezvous.release(conn)
     assert held.wait(timeout=10) == 'pdf done' and waiting.wait(timeout=10) == 2
-    unknown = F(queue='made-on-demand')  # like Celery, a missing queue is created, with the default settings
-    unknown.run(jobs.add, 3, 3)
-    assert unknown.wait(timeout=10) == 6
     assert_healthy(server)
 
 

@@ -511,6 +511,12 @@ class TaskServer:
             self.table.finish(task, CANCELLED, lost_message=f'task {task_id} was refused: the server is stopping')
             self._on_final(task)
             return
+        refused = self.pool.why_refused(task.queue)
+        if refused is not None:
+            logger.warning('task %s (%s) of %s refused: %s', task_id, cmd_name, connection.peer, refused)
+            self.table.finish(task, CANCELLED, lost_message=f'task {task_id} was refused: {refused}')
+            self._on_final(task)
+            return
         logger.debug('task %s (%s) queued on %s by %s', task_id, cmd_name, task.queue, connection.peer)
         self.pool.submit(task)
 
@@ -575,7 +581,7 @@ class TaskServer:
     def _on_ping(self, connection: Connection, message: tuple, body: bytes) -> None:
         self._send(connection, encode_message(
             ('ok', message[1], {'pid': os.getpid(), 'version': __version__, 'protocol': PROTOCOL_VERSION,
-                                'max_message_size': self.max_message_size})))
+                                'max_message_size': self.max_message_size, 'queues': self.pool.declared()})))
 
     def _on_status(self, connection: Connection, message: tuple, body: bytes) -> None:
         self._send(connection, encode_message(('ok', message[1], self.status())))

@@ -40,6 +40,9 @@ from .worker_process import worker_main
 logger = logging.getLogger(__name__)
 
 DEFAULT_QUEUE = 'default'
+#: The name that declares the queue of every name not declared otherwise:
+#: tasks on any such name are accepted, and all of them share its concurrency.
+ANY_QUEUE = '*'
 MODES = ('reuse', 'fresh')
 
 
@@ -60,7 +63,7 @@ class QueueConfig:
     max_tasks_per_worker: int | None = None
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or not self.name or any(c in self.name for c in ':, \t\n'):
+        if not isinstance(self.name, str) or not self.name or any(c in self.name for c in ':, \t\n\'"'):
             raise ValueError(f'a queue name must be a non-empty string without ":", "," or spaces: {self.name!r}')
         if not isinstance(self.concurrency, int) or self.concurrency < 1:
             raise ValueError(f'queue {self.name}: concurrency must be an integer >= 1, not {self.concurrency!r}')
@@ -89,6 +92,12 @@ class QueueConfig:
         if len(parts) > 2 and parts[2]:
             kwargs['mode'] = parts[2]
         return cls(**kwargs)
+
+
+def undeclared_queue_message(name: str, declared: list[str]) -> str:
+    """What a client is told about a task on a queue the server does not run."""
+    return (f'the task server runs no queue {name!r} (its queues: {", ".join(declared)}); start it with '
+            f'--queue {name}[:CONCURRENCY] to declare it, or with --queue "*:CONCURRENCY" to accept any name')
 
 
 class Queue:
@@ -164,15 +173,29 @@ class WorkerPool:
 
     # -- tasks ----------------------------------------------------------------
 
+    def declared(self) -> list[str]:
+        """The names of the queues this server runs (``*`` among them if it
+        accepts any other name)."""
+        return list(self.queues)
+
+    def why_refused(self, name: str) -> str | None:
+        """Why a task on the queue ``name`` cannot be accepted, or None if it can.
+
+        The rule: a task runs on the queue its name declares; a name nobody
+        declared is refused (a typo must not go unnoticed, nor get a
+        concurrency of its own), unless the ``*`` queue is declared: then it
+        runs there, and every such name shares that queue's limit.
+        """
+        if name in self.queues or ANY_QUEUE in self.queues:
+            return None
+        return undeclared_queue_message(name, self.declared())
+
     def queue_for(self, name: str | None) -> Queue:
-        """The queue called ``name``, made with the default queue's settings
-        if it was not configured (as Celery creates missing queues)."""
+        """The queue that runs tasks on ``name`` (see :meth:`why_refused`)."""
         name = name or DEFAULT_QUEUE
-        queue = self.queues.get(name)
+        queue = self.queues.get(name) or self.queues.get(ANY_QUEUE)
         if queue is None:
-            template = self.queues[DEFAULT_QUEUE].config
-            queue = self.queues[name] = Queue(dataclasses.replace(template, name=name))
-            logger.info('queue %s created with the settings of the default queue', name)
+            raise KeyError(undeclared_queue_message(name, self.declared()))
         return queue
 
     def submit(self, task: Task) -> None:
