@@ -37,3 +37,13 @@ def test_unknown_command_is_a_usage_error():
     done = run_cli('frobnicate')
     assert done.returncode == 2
     assert 'invalid choice' in done.stderr
+
+
+def test_a_reader_that_goes_away_is_no_error(coldoc_server):
+    # as "coldoc_tasks_cli coldoc status INFOFILE | head -1" once head has exited
+    process = subprocess.Popen([CLI, 'coldoc', 'status', coldoc_server.infofile], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # before the command has connected to the server, let alone written
+    stderr = process.stderr.read()
+    assert process.wait(timeout=60) == 1
+    assert 'Traceback' not in stderr and 'BrokenPipe' not in stderr, stderr
