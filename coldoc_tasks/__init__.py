@@ -6,11 +6,7 @@ One API, four interchangeable backends: ``nofork`` (inline), ``simple`` (one
 See :func:`coldoc_tasks.task_utils.choose_best_fork_class`.
 """
 
-from .exceptions import (
-    ColdocTasksException,
-    ColdocTasksProcessLookupError,
-    ColdocTasksTimeoutError,
-)
+from .exceptions import ColdocTasksException, ColdocTasksProcessLookupError, ColdocTasksTimeoutError
 
 __version__ = '0.2.0'
 

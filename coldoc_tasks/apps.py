@@ -2,7 +2,7 @@
 
 When the app is ready it registers the system checks and autostarts the
 servers that the settings list and ``$COLDOC_TASKS_AUTOSTART_OPTIONS`` allows
-(see :mod:`coldoc_tasks.django_support`).
+(see :mod:`coldoc_tasks.django.autostart`).
 """
 
 from __future__ import annotations
@@ -10,6 +10,11 @@ from __future__ import annotations
 import logging
 
 from django.apps import AppConfig
+
+from .django.autostart import autostart
+from .django.checks import register_checks
+from .django.settings import read_settings
+from .exceptions import ColdocTasksSettingsError
 
 logger = logging.getLogger(__name__)
 
@@ -22,16 +27,14 @@ class ColdocTasksConfig(AppConfig):
     default = True
 
     def ready(self) -> None:
-        from . import checks, django_support
-
-        checks.register_checks()
+        register_checks()
         try:
-            conf = django_support.read_settings()
-        except django_support.ColdocTasksSettingsError as exc:
+            conf = read_settings()
+        except ColdocTasksSettingsError as exc:
             logger.error('coldoc_tasks settings: %s (see manage.py check)', exc)
             return
         if conf.autostart:
-            django_support.autostart(conf)
+            autostart(conf)
 
 
 class ColDocTasksAppConfig(ColdocTasksConfig):

@@ -24,6 +24,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from .durations import check_seconds, format_seconds
 from .exceptions import (
     ColdocTasksProcessLookupError,
     ColdocTasksRemoteTraceback,
@@ -74,20 +75,10 @@ def new_task_id() -> str:
     return uuid.uuid4().hex
 
 
-def format_seconds(seconds: float | None) -> str:
-    """A duration for a message: ``3`` rather than ``2.99999260900006``."""
-    return 'unlimited' if seconds is None else f'{round(seconds, 3):g}'
-
-
 def check_timeout(timeout: float | None, name: str = 'timeout') -> float | None:
-    """Validate a timeout in seconds: ``None`` (wait for ever) or a number >= 0."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f'{name} must be a number of seconds or None, not {type(timeout).__name__}')
-    if timeout < 0 or timeout != timeout:
-        raise ValueError(f'{name} must be >= 0 seconds, not {timeout!r}')
-    return float(timeout)
+    """Validate a timeout in seconds: ``None`` (wait for ever) or a number
+    from 0 to :data:`~coldoc_tasks.durations.MAX_SECONDS`."""
+    return check_seconds(name, timeout, none_ok=True)
 
 
 class ForkBase:

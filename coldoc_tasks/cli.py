@@ -16,9 +16,10 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .django.cli import add_django_commands
 
 #: Modules that contribute sub-commands, in the order they are listed.
-SUBCOMMAND_MODULES = ('coldoc_tasks.coldoc_cli', 'coldoc_tasks.celery_cli')
+SUBCOMMAND_MODULES = ('coldoc_tasks.coldoc.cli', 'coldoc_tasks.celery.cli')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument('--version', action='version', version=f'%(prog)s {__version__}')
     subparsers = parser.add_subparsers(dest='command', metavar='COMMAND')
+    groups = {}
     for name in SUBCOMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -35,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name != name:
                 raise
             continue
-        module.add_subcommands(subparsers)
+        groups[name] = module.add_subcommands(subparsers)
+    # the coldoc server of a Django site: coldoc django_start ..., from its settings
+    add_django_commands(groups['coldoc_tasks.coldoc.cli'])
     return parser
 
 

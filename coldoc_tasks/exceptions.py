@@ -12,7 +12,9 @@ with their own type and arguments.
 
 from __future__ import annotations
 
+import os
 import pickle
+from typing import Any
 
 __all__ = [
     'ColdocTasksException',
@@ -29,6 +31,18 @@ __all__ = [
     'ColdocTasksAuthenticationError',
     'ColdocTasksProtocolError',
     'ColdocTasksBackendUnavailableError',
+    'ColdocTasksOptionError',
+    'ColdocTasksSettingsError',
+    'ColdocTasksStartError',
+    'ColdocTasksServerRunningError',
+    'ColdocTasksLegacyServerRunningError',
+    'ColdocTasksStopPermissionError',
+    'ServerGoneError',
+    'InfofileError',
+    'InfofileMissingError',
+    'LegacyInfofileError',
+    'UnsafePathError',
+    'SelfCheckError',
 ]
 
 
@@ -124,3 +138,75 @@ class ColdocTasksProtocolError(ColdocTasksConnectionError):
 class ColdocTasksBackendUnavailableError(ColdocTasksException):
     """No backend of the requested kind is available (not installed, not
     configured, or its server does not answer)."""
+
+
+class InfofileError(ColdocTasksException):
+    """The infofile is missing, unreadable, or not an infofile."""
+
+
+class InfofileMissingError(InfofileError):
+    """No infofile exists at that path."""
+
+
+class LegacyInfofileError(InfofileError):
+    """The infofile ``path`` is one of coldoc_tasks 0.2 (``info`` holds what it says)."""
+
+    def __init__(self, message: str, info: dict[str, Any], path: str):
+        super().__init__(message)
+        self.info = info
+        self.path = path
+
+
+class UnsafePathError(ColdocTasksException):
+    """Something that is not ours is at a path the server would write or
+    remove (a link, a directory, another user's file, a live socket): the
+    server refuses it rather than touch it."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        super().__init__(f'{os.fspath(path)}: {reason}; refusing to use it')
+        self.path = os.fspath(path)
+        self.reason = reason
+
+
+class ColdocTasksOptionError(ColdocTasksException, ValueError):
+    """A server option has a value outside its range, or is unknown; the
+    message names the option and what it accepts."""
+
+
+class ColdocTasksStartError(ColdocTasksException):
+    """A task server could not be started; the message holds its own output."""
+
+
+class ColdocTasksServerRunningError(ColdocTasksException):
+    """A live server already holds this infofile."""
+
+    def __init__(self, infofile: str, pid: int | None):
+        super().__init__(f'a coldoc task server is already running (pid {pid}) for {infofile}')
+        self.pid = pid
+
+
+class ColdocTasksLegacyServerRunningError(ColdocTasksServerRunningError):
+    """A server of coldoc_tasks 0.2 still serves this infofile."""
+
+    def __init__(self, infofile: str, pid: int):
+        ColdocTasksException.__init__(
+            self, f'an old coldoc_tasks 0.2 server (pid {pid}) still serves {infofile}; stop it first '
+            f'(coldoc_tasks_cli coldoc stop {infofile}, or kill {pid}), then start this one')
+        self.pid = pid
+
+
+class ServerGoneError(ColdocTasksConnectionError):
+    """The connection to the task server broke (the server stopped or died)."""
+
+
+class ColdocTasksStopPermissionError(ColdocTasksException, PermissionError):
+    """This user may not stop that server (it belongs to another user)."""
+
+
+class ColdocTasksSettingsError(ColdocTasksException):
+    """A ``COLDOC_TASKS_*`` setting has a value that cannot be used."""
+
+
+class SelfCheckError(Exception):
+    """Raised on purpose by a task of the self-check (:mod:`coldoc_tasks.selfcheck`),
+    to see it come back; not an error of the package."""

@@ -33,11 +33,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from .exceptions import (
-    ColdocTasksMessageSizeError,
-    ColdocTasksRemoteError,
-    ColdocTasksSerializationError,
-)
+from .exceptions import ColdocTasksMessageSizeError, ColdocTasksRemoteError, ColdocTasksSerializationError
 
 PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 MAGIC = b'CTo\x01'

@@ -12,11 +12,12 @@ import traceback
 from collections.abc import Callable
 
 from .base import ForkBase
-from .exceptions import ColdocTasksProcessLookupError, ColdocTasksSerializationError, ColdocTasksTimeoutError
-
-
-class SelfCheckError(Exception):
-    """Raised on purpose by a self-check task."""
+from .exceptions import (
+    ColdocTasksProcessLookupError,
+    ColdocTasksSerializationError,
+    ColdocTasksTimeoutError,
+    SelfCheckError,
+)
 
 
 def echo(value):

@@ -31,6 +31,7 @@ from typing import Any
 
 from .base import ForkBase, check_timeout
 from .exceptions import ColdocTasksBackendUnavailableError, ColdocTasksUsageError
+from .selfcheck import run_checks
 from .simple_tasks import NoFork
 
 __all__ = ['BACKENDS', 'DEFAULT_PREFERENCES', 'DEFAULT_REFRESH_INTERVAL', 'BestForkClass', 'ForkClassChooser',
@@ -41,8 +42,8 @@ logger = logging.getLogger(__name__)
 
 #: Backend name -> module that provides ``get_fork_class``.
 BACKENDS: dict[str, str] = {
-    'celery': 'coldoc_tasks.celery_tasks',
-    'coldoc': 'coldoc_tasks.coldoc_tasks',
+    'celery': 'coldoc_tasks.celery.fork',
+    'coldoc': 'coldoc_tasks.coldoc.fork',
     'simple': 'coldoc_tasks.simple_tasks',
     'nofork': 'coldoc_tasks.simple_tasks',
 }
@@ -364,8 +365,6 @@ def test_fork(fork_class: Callable[..., ForkBase], print_: Callable[[str], objec
     """Run the self-check of the fork-class contract with fork objects made
     by ``fork_class()`` (a fork class, or a ``functools.partial`` of one);
     print a line per check with ``print_``; return the number of failures."""
-    from .selfcheck import run_checks
-
     return run_checks(fork_class, out=print_)
 
 

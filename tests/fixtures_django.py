@@ -67,7 +67,7 @@ def task_servers(directory: str) -> list[int]:
     """The pids of the coldoc task servers (not their workers) run for a site
     whose files are in ``directory``."""
     found = {pid: ppid for pid, (ppid, cmd) in processes_naming(directory).items()
-             if 'coldoc_tasks.django_cli' in cmd or 'coldoc_tasks.coldoc_cli' in cmd}
+             if 'coldoc_tasks.django.server' in cmd or 'coldoc_tasks.coldoc.cli' in cmd}
     return sorted(pid for pid, ppid in found.items() if ppid not in found)
 
 

@@ -9,8 +9,8 @@ import sys
 import textwrap
 import time
 
+from coldoc_tasks.coldoc.infofile import read_infofile
 from coldoc_tasks.coldoc_tasks import bind_fork_class, ping, status
-from coldoc_tasks.server.infofile import read_infofile
 from tests import jobs
 from tests.fixtures_coldoc import ROOT, RunningServer
 

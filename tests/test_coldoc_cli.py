@@ -11,7 +11,7 @@ import tempfile
 
 import pytest
 
-from coldoc_tasks.server.infofile import read_infofile
+from coldoc_tasks.coldoc.infofile import read_infofile
 from tests.fixtures_coldoc import ROOT
 from tests.helpers import wait_process_gone
 from tests.test_cli import CLI, run_cli

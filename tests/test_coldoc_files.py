@@ -23,11 +23,11 @@ import tempfile
 
 import pytest
 
-from coldoc_tasks.coldoc_stop import stop_server
+from coldoc_tasks.coldoc.daemon import ColdocTasksStartError
+from coldoc_tasks.coldoc.infofile import read_infofile
+from coldoc_tasks.coldoc.safefiles import PrivateRotatingFileHandler
+from coldoc_tasks.coldoc.stop import stop_server
 from coldoc_tasks.coldoc_tasks import ping, shutdown, tasks_daemon_autostart
-from coldoc_tasks.daemon import ColdocTasksStartError
-from coldoc_tasks.server.infofile import read_infofile
-from coldoc_tasks.server.safefiles import PrivateRotatingFileHandler
 from tests.fixtures_coldoc import ROOT
 from tests.helpers import process_exists, wait_process_gone
 from tests.test_cli import CLI, run_cli
@@ -304,7 +304,7 @@ def test_stop_a_sigstopped_server(workdir):
 
 WEDGED = '''
 import json, os, signal, sys
-from coldoc_tasks.server.infofile import ServerLock
+from coldoc_tasks.coldoc.infofile import ServerLock
 infofile, socket_path, lock_pid = sys.argv[1], sys.argv[2], sys.argv[3]
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 lock = ServerLock(infofile)

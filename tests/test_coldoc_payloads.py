@@ -13,6 +13,8 @@ import struct
 import pytest
 
 from coldoc_tasks.base import new_task_id
+from coldoc_tasks.coldoc.infofile import read_infofile
+from coldoc_tasks.coldoc.protocol import FrameReader, client_handshake, decode_header, encode_message, error_of
 from coldoc_tasks.coldoc_tasks import bind_fork_class
 from coldoc_tasks.exceptions import (
     ColdocTasksException,
@@ -24,8 +26,6 @@ from coldoc_tasks.exceptions import (
     ColdocTasksSerializationError,
 )
 from coldoc_tasks.outcome import loads_outcome
-from coldoc_tasks.server.infofile import read_infofile
-from coldoc_tasks.server.protocol import FrameReader, client_handshake, decode_header, encode_message, error_of
 from tests import jobs
 from tests.helpers_coldoc import assert_healthy, authkey_of, server_children, server_rss_kib
 

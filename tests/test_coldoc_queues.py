@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from coldoc_tasks.client import get_connection
+from coldoc_tasks.coldoc.client import get_connection
+from coldoc_tasks.coldoc.infofile import read_infofile
 from coldoc_tasks.coldoc_tasks import bind_fork_class, status
 from coldoc_tasks.exceptions import ColdocTasksProcessLookupError, ColdocTasksUsageError
-from coldoc_tasks.server.infofile import read_infofile
 from tests import jobs
 from tests.helpers_coldoc import wait_until
 

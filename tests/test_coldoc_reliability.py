@@ -15,14 +15,14 @@ import time
 
 import pytest
 
+from coldoc_tasks.coldoc.infofile import read_infofile
+from coldoc_tasks.coldoc.protocol import FrameReader, client_handshake, decode_header, encode_message, error_of
 from coldoc_tasks.coldoc_tasks import ColdocFork, bind_fork_class, ping, shutdown, status, tasks_daemon_autostart
 from coldoc_tasks.exceptions import (
     ColdocTasksAuthenticationError,
     ColdocTasksProcessLookupError,
     ColdocTasksSerializationError,
 )
-from coldoc_tasks.server.infofile import read_infofile
-from coldoc_tasks.server.protocol import FrameReader, client_handshake, decode_header, encode_message, error_of
 from tests import jobs
 from tests.helpers import wait_process_gone
 from tests.helpers_coldoc import (
@@ -211,7 +211,7 @@ def _is_server_of(pid: str, infofile: str) -> bool:
             argv = stream.read().split(b'\0')
     except OSError:
         return False
-    return b'coldoc_tasks.coldoc_cli' in argv and infofile.encode() in argv
+    return b'coldoc_tasks.coldoc.cli' in argv and infofile.encode() in argv
 
 
 # 8

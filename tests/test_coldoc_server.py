@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from coldoc_tasks.coldoc.queues import QueueConfig
 from coldoc_tasks.coldoc_tasks import bind_fork_class, status
 from coldoc_tasks.exceptions import ColdocTasksUsageError
-from coldoc_tasks.server.workers import QueueConfig
 from tests import jobs, preloaded_module
 from tests.helpers_coldoc import assert_healthy, server_children, wait_until
 

@@ -93,7 +93,7 @@ def coldoc_shaped_site():
 
 def server_pids(site: ColdocShapedSite) -> list[int]:
     found = {pid: ppid for pid, (ppid, cmd) in processes_naming(site.run_root).items()
-             if 'coldoc_tasks.django_cli' in cmd}
+             if 'coldoc_tasks.django.server' in cmd}
     return sorted(pid for pid, ppid in found.items() if ppid not in found)
 
 

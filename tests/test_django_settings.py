@@ -12,7 +12,7 @@ import types
 import pytest
 
 from coldoc_tasks import django_support
-from coldoc_tasks.server.main import IN_SERVER_ENV
+from coldoc_tasks.coldoc.context import IN_SERVER_ENV
 from tests.fixtures_django import connection_state, task_servers
 
 pytest.importorskip('django')

@@ -21,10 +21,10 @@ import tempfile
 
 import pytest
 
+from coldoc_tasks.coldoc.daemon import ColdocTasksStartError
+from coldoc_tasks.coldoc.infofile import InfofileError, LegacyInfofileError, read_infofile
+from coldoc_tasks.coldoc.legacy import legacy_server_answers, parse_legacy, read_legacy_infofile
 from coldoc_tasks.coldoc_tasks import ping, shutdown, tasks_daemon_autostart
-from coldoc_tasks.daemon import ColdocTasksStartError
-from coldoc_tasks.server.infofile import InfofileError, LegacyInfofileError, read_infofile
-from coldoc_tasks.server.legacy import legacy_server_answers, parse_legacy, read_legacy_infofile
 from tests.fixtures_coldoc import ROOT
 from tests.helpers import wait_process_gone
 from tests.legacy_server import legacy_infofile_text

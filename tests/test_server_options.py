@@ -9,9 +9,9 @@ import types
 
 import pytest
 
+from coldoc_tasks.coldoc.options import SERVER_OPTIONS, ColdocTasksOptionError, check_server_options
+from coldoc_tasks.coldoc.server.main import run_server
 from coldoc_tasks.coldoc_tasks import ping, tasks_daemon_start
-from coldoc_tasks.server.main import run_server
-from coldoc_tasks.server.options import SERVER_OPTIONS, ColdocTasksOptionError, check_server_options
 from tests.test_cli import run_cli
 
 BAD = [

@@ -1,4 +1,3 @@
-"""The coldoc task server: the wire protocol (:mod:`.protocol`), the event
-loop and its connections (:mod:`.server`), queues and workers
-(:mod:`.workers`, :mod:`.worker_process`), the task table (:mod:`.tasks`),
-the infofile (:mod:`.infofile`) and start-up (:mod:`.main`)."""
+"""Moved to :mod:`coldoc_tasks.coldoc.server` (and the modules both ends of
+the protocol share, to :mod:`coldoc_tasks.coldoc`); the modules of this
+package stay for the code and the pickles that name them."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...django_cli import ALIASES, COMMANDS, add_command_arguments, run
+from ...django.cli import ALIASES, COMMANDS, add_command_arguments, run
 
 #: The values of 0.2's ``--subcmd``.
 SUBCMDS = ('autostart', 'start', 'stop', 'shutdown', 'test', 'ping', 'status')

@@ -1,0 +1,1 @@
+"""The ``celery`` backend: tasks run by Celery workers."""

@@ -1,0 +1,1 @@
+"""The ``coldoc`` backend: the client and the server of one protocol."""

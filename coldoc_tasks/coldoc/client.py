@@ -1,0 +1,250 @@
+"""The client side of the coldoc task server protocol.
+
+Messages are JSON (see :mod:`.server.protocol`); a task's outcome arrives as
+the body of a message and is decoded by the fork object that waits for it.
+A process keeps one authenticated connection per server and shares it among
+its threads: requests carry an id, and a reader thread hands each reply to
+the thread waiting for it.  So the per-task path makes no ``connect`` and no
+handshake.  After ``fork()`` a child never touches its parent's connections:
+they are forgotten (and their descriptors closed) in the child, which makes
+its own when it needs one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import socket
+import threading
+import weakref
+from typing import Any
+
+from ..durations import format_seconds
+from ..exceptions import (
+    ColdocTasksConnectionError,
+    ColdocTasksException,
+    ColdocTasksProtocolError,
+    ColdocTasksTimeoutError,
+    ServerGoneError,
+)
+from .protocol import FrameReader, client_handshake, decode_header, encode_message, error_of, sendall_pieces
+
+logger = logging.getLogger(__name__)
+
+#: Seconds allowed to connect and authenticate.
+CONNECT_TIMEOUT = 5.0
+#: How many results that arrived after their wait() gave up are kept per connection.
+LATE_RESULTS_KEPT = 10_000
+
+
+class PushSlot:
+    """Where the pushed outcome of one task submitted by this process lands.
+    ``latch`` is released when it has (or when the connection broke, leaving
+    ``message`` None)."""
+
+    __slots__ = ('latch', 'message', 'body', 'pid', '__weakref__')
+
+    def __init__(self):
+        self.pid = os.getpid()  # a copy inherited by a forked child is not fed
+        self.latch = threading.Lock()
+        self.latch.acquire()
+        self.message: tuple | None = None
+        self.body = b''
+
+
+class _Reply:
+    """A slot for the reply to one request."""
+
+    __slots__ = ('event', 'message', 'body')
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.message: tuple | None = None
+        self.body = b''
+
+
+class ServerConnection:
+    """One authenticated connection to a task server, shared by every thread
+    of this process."""
+
+    def __init__(self, address: str, authkey: bytes, connect_timeout: float = CONNECT_TIMEOUT):
+        self.address = address
+        self.pid = os.getpid()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(connect_timeout)
+        try:
+            sock.connect(address)
+            reader = FrameReader(max_body=0)
+            client_handshake(sock, authkey, reader)
+        except ColdocTasksException:
+            sock.close()
+            raise
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            sock.close()
+            raise ColdocTasksConnectionError(f'no task server listens on {address}: {exc.strerror}') from None
+        except TimeoutError:
+            sock.close()
+            raise ColdocTasksConnectionError(f'the task server on {address} did not answer within '
+                                             f'{connect_timeout} s') from None
+        except OSError as exc:
+            sock.close()
+            raise ColdocTasksConnectionError(f'cannot connect to the task server on {address}: {exc}') from None
+        sock.settimeout(None)
+        self.sock = sock
+        self._reader = FrameReader(max_body=2**32 - 1)
+        self._send_lock = threading.Lock()
+        self._pending: dict[int, _Reply] = {}
+        self._rids = itertools.count(1)
+        self.broken: ColdocTasksConnectionError | None = None
+        #: task id -> (message, body) of results whose wait() had given up
+        self.late_results: dict[str, tuple[tuple, bytes]] = {}
+        #: task id -> the slot its pushed outcome goes to, while a fork object holds it
+        self.push_slots: weakref.WeakValueDictionary[str, PushSlot] = weakref.WeakValueDictionary()
+        self._thread = threading.Thread(target=self._read_loop, name=f'coldoc-tasks-client {address}', daemon=True)
+        self._thread.start()
+        try:
+            info = self.request(('ping',), timeout=connect_timeout)[0][2]
+        except BaseException:
+            self.close()
+            raise
+        self.server_pid: int = info['pid']
+        self.max_message_size: int = info['max_message_size']
+        #: the queues the server runs (``*``: it accepts any name)
+        self.queues: list[str] = info.get('queues') or []
+
+    def send(self, message: tuple, body: bytes = b'') -> None:
+        """Send a message that gets no reply."""
+        self._send(encode_message(message, body))
+
+    def _send(self, pieces: list) -> None:
+        if self.broken is not None:
+            raise self.broken
+        try:
+            with self._send_lock:
+                sendall_pieces(self.sock, pieces)
+        except OSError as exc:
+            self._break(ServerGoneError(f'the connection to the task server on {self.address} broke: {exc}'))
+            raise self.broken from None
+
+    def request(self, message: tuple, body: bytes = b'', timeout: float | None = None,
+                on_timeout: tuple | None = None) -> tuple[tuple, bytes]:
+        """Send ``(kind, rid, *rest)`` for ``message = (kind, *rest)`` and
+        return the reply; raise :class:`ColdocTasksTimeoutError` after
+        ``timeout`` (first sending ``on_timeout + (rid,)`` if given)."""
+        rid = next(self._rids)
+        reply = _Reply()
+        self._pending[rid] = reply
+        try:
+            self._send(encode_message((message[0], rid, *message[1:]), body))
+        except BaseException:
+            self._pending.pop(rid, None)
+            raise
+        if not reply.event.wait(timeout):
+            if self._pending.pop(rid, None) is not None:
+                if on_timeout is not None:
+                    with contextlib.suppress(ColdocTasksConnectionError):
+                        self.send((*on_timeout, rid))
+                raise ColdocTasksTimeoutError(f'no reply from the task server within {format_seconds(timeout)} s')
+            reply.event.wait()  # the reply arrived just now
+        if reply.message is None:
+            raise self.broken
+        if reply.message[0] == 'error':
+            raise error_of(reply.message)
+        return reply.message, reply.body
+
+    def _read_loop(self) -> None:
+        sock = self.sock
+        try:
+            while True:
+                data = sock.recv(1 << 18)
+                if not data:
+                    raise ServerGoneError(f'the task server on {self.address} closed the connection')
+                for header, body in self._reader.feed(data):
+                    message = decode_header(header)
+                    if message[0] == 'pushed':
+                        slot = self.push_slots.pop(message[2], None)
+                        if slot is not None:  # else every fork object of the task was dropped
+                            slot.message, slot.body = message, body
+                            slot.latch.release()
+                        continue
+                    reply = self._pending.pop(message[1], None)
+                    if reply is not None:
+                        reply.message, reply.body = message, body
+                        reply.event.set()
+                    elif message[0] in ('result', 'lost'):
+                        self._keep_late(message, body)
+                    elif message[0] == 'error' and message[1] == 0:
+                        raise ServerGoneError(str(error_of(message)))
+        except ColdocTasksConnectionError as exc:
+            self._break(exc)
+        except (OSError, ColdocTasksProtocolError) as exc:
+            self._break(ServerGoneError(f'the connection to the task server on {self.address} broke: {exc}'))
+
+    def _keep_late(self, message: tuple, body: bytes) -> None:
+        late = self.late_results
+        late[message[2]] = (message, body)
+        if len(late) > LATE_RESULTS_KEPT:
+            del late[next(iter(late))]
+
+    def _break(self, error: ColdocTasksConnectionError) -> None:
+        if self.broken is None:
+            self.broken = error
+            logger.debug('connection to %s broken: %s', self.address, error)
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        for rid in list(self._pending):
+            reply = self._pending.pop(rid, None)
+            if reply is not None:
+                reply.event.set()
+        for task_id in list(self.push_slots):
+            slot = self.push_slots.pop(task_id, None)
+            if slot is not None:
+                slot.latch.release()
+
+    def close(self) -> None:
+        self._break(ServerGoneError('the connection was closed by this process'))
+        self.sock.close()
+
+
+_connections: dict[tuple[str, bytes], ServerConnection] = {}
+_connections_lock = threading.Lock()
+
+
+def get_connection(address: str, authkey: bytes) -> ServerConnection:
+    """This process's connection to the server at ``address``, made (or
+    remade, if it broke) on first use."""
+    key = (address, authkey)
+    connection = _connections.get(key)
+    if connection is not None and connection.broken is None:
+        return connection
+    with _connections_lock:
+        connection = _connections.get(key)
+        if connection is None or connection.broken is not None:
+            if connection is not None:
+                connection.close()
+            connection = _connections[key] = ServerConnection(address, authkey)
+        return connection
+
+
+def _forget_connections_after_fork() -> None:
+    global _connections_lock
+    _connections_lock = threading.Lock()
+    for connection in _connections.values():
+        with contextlib.suppress(OSError):
+            connection.sock.close()  # the child's copy only; the parent's stays open
+    _connections.clear()
+
+
+os.register_at_fork(after_in_child=_forget_connections_after_fork)
+
+
+def control_request(address: str, authkey: bytes, message: tuple, timeout: float) -> Any:
+    """One request on a connection of its own, for control commands (ping,
+    status, stop) that must not depend on a shared connection's state."""
+    connection = ServerConnection(address, authkey, connect_timeout=timeout)
+    try:
+        return connection.request(message, timeout=timeout)[0]
+    finally:
+        connection.close()

@@ -1,0 +1,115 @@
+"""The life of a worker process, forked from the server.
+
+A worker reads ``["run", task_id]`` frames carrying a pickled call from its
+socket, runs the call, and answers ``["done", task_id, failed]`` with the
+encoded outcome; ``["exit"]`` or the end of its socket end it.  A worker in
+*fresh* mode runs one task and exits.  Unpickling the call and pickling the
+outcome happen here, never in the server; so does the check of the result's
+size against the server's limit, so that the server never receives a result
+over it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+import traceback
+from collections.abc import Callable, Iterable
+
+from ...exceptions import ColdocTasksException, ColdocTasksSerializationError
+from ...outcome import Outcome, call_capturing, describe_callable, encode_outcome, loads_call
+from .. import context
+from ..protocol import FrameReader, decode_header, encode_message, sendall_pieces
+
+logger = logging.getLogger(__name__)
+
+#: Callables run in a worker around every task, as ``hook(task_id)``: used to
+#: close database connections that must not be shared between processes.
+BEFORE_TASK_HOOKS: list[Callable[[str], None]] = []
+AFTER_TASK_HOOKS: list[Callable[[str], None]] = []
+#: Callables run in the server, with no argument, just before it forks a
+#: worker: used to close connections a worker must not inherit.
+BEFORE_FORK_HOOKS: list[Callable[[], None]] = []
+
+_PR_SET_PDEATHSIG = 1
+# The server checks the size of a call before it hands it to a worker.
+MAX_CALL_SIZE = 2**32 - 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    # A worker must not outlive a server that was SIGKILLed: it would hold
+    # tasks nobody can collect and keep client connections open.
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the server died before prctl took effect
+        os._exit(1)
+
+
+def worker_main(sock: socket.socket, close_fds: Iterable[int], parent_pid: int, fresh: bool,
+                max_message_size: int = MAX_CALL_SIZE) -> None:
+    """Body of a worker process; never returns.  An outcome is encoded within
+    ``max_message_size`` bytes (the server's limit)."""
+    code = 0
+    try:
+        for fd in close_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        _die_with_parent(parent_pid)
+        sock.setblocking(True)
+        reader = FrameReader(max_body=MAX_CALL_SIZE)
+        while True:
+            data = sock.recv(1 << 18)
+            if not data:
+                break
+            for header, body in reader.feed(data):
+                message = decode_header(header)
+                if message[0] == 'exit':
+                    return
+                task_id = message[1]
+                context.CURRENT_TASK_ID = task_id
+                outcome = _run(task_id, body)
+                context.CURRENT_TASK_ID = None
+                pieces, failed = encode_outcome(outcome, min(max_message_size, MAX_CALL_SIZE))
+                del outcome  # a big result is not kept twice while it is sent
+                sendall_pieces(sock, encode_message(('done', task_id, failed), pieces))
+                if fresh:
+                    return
+    except BaseException:  # a worker must never return into the server's code
+        with contextlib.suppress(Exception):
+            logger.exception('worker %d failed', os.getpid())
+        code = 70
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
+
+def _run(task_id: str, call: bytes) -> Outcome:
+    try:
+        cmd, args, kwargs = loads_call(call)
+    except Exception as exc:
+        error = ColdocTasksSerializationError(f'the worker cannot unpickle the call of task {task_id}: {exc!r}')
+        return Outcome(exception=error, traceback=traceback.format_exception(type(exc), exc, exc.__traceback__))
+    for hook in BEFORE_TASK_HOOKS:
+        try:
+            hook(task_id)
+        except Exception as exc:
+            error = ColdocTasksException(f'the before-task hook {describe_callable(hook)} failed: {exc!r}')
+            return Outcome(exception=error, traceback=traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        return call_capturing(cmd, args, kwargs)
+    finally:
+        for hook in AFTER_TASK_HOOKS:
+            try:
+                hook(task_id)
+            except Exception:
+                logger.exception('the after-task hook %s failed', describe_callable(hook))

@@ -1,0 +1,1 @@
+"""Django integration: settings, autostart, checks, commands."""
