@@ -626,7 +626,7 @@ def connection_is_own(infofile):
 
 
 def test_one_connection_per_process_and_none_per_task(coldoc_server, monkeypatch):
-    import coldoc_tasks.coldoc_tasks as module
+    import coldoc_tasks.coldoc.fork as module
     from coldoc_tasks.simple_tasks import SimpleFork
 
     F = fork_for(coldoc_server)

@@ -34,6 +34,7 @@ from ..protocol import DEFAULT_MAX_BODY, FrameReader, decode_header, encode_mess
 from ..queues import ANY_QUEUE, DEFAULT_QUEUE, QueueConfig, undeclared_queue_message
 from . import worker_process
 from .channel import Channel
+from .loop import EventLoop
 from .tasks import CANCELLED, DONE, FAILED, LOST, QUEUED, RUNNING, TERMINATED, Task, TaskTable
 from .worker_process import worker_main
 
@@ -85,15 +86,15 @@ class Worker:
 class WorkerPool:
     """Every queue and worker of the server.
 
-    ``loop`` is the server's event loop (see :class:`~.server.TaskServer`):
-    ``watch(fd, callback)``, ``unwatch(fd)``, ``want_write(channel)``,
-    ``call_later(delay, callback)`` and ``fds_to_close_in_child()``.
+    ``loop``: the server's :class:`~.loop.EventLoop`, which watches the
+    workers' sockets and pidfds, sends what is queued for them and keeps the
+    timers.
     ``on_final(task)`` is called when a task reaches a final state.
     ``max_message_size``: the largest outcome a worker may send (it refuses
     a larger result itself; one that sends more anyway is killed).
     """
 
-    def __init__(self, queues: list[QueueConfig], table: TaskTable, loop: Any,
+    def __init__(self, queues: list[QueueConfig], table: TaskTable, loop: EventLoop,
                  on_final: Callable[[Task], None], terminate_grace: float, *,
                  max_message_size: int = DEFAULT_MAX_BODY):
         self.max_message_size = max_message_size

@@ -1,0 +1,202 @@
+"""The requests of clients, as the task server answers them, and the
+delivery of outcomes: the request half of :class:`~.server.TaskServer`,
+which holds the connections, the task table and the worker pool these
+methods use."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ... import __version__
+from ...durations import check_seconds
+from ...exceptions import ColdocTasksProtocolError, ColdocTasksUnknownTaskError, ColdocTasksUsageError
+from ..protocol import PROTOCOL_VERSION, encode_message, error_message
+from .tasks import CANCELLED, FINAL_STATES, QUEUED, RUNNING, Task, TaskTable
+from .workers import WorkerPool
+
+if TYPE_CHECKING:
+    from .server import Connection
+
+__all__ = ['Requests']
+
+logger = logging.getLogger(__name__)
+
+#: How many queued tasks ``status`` lists (it counts them all).
+STATUS_QUEUED_SHOWN = 100
+
+
+class Requests:
+    """What the server does for each request (``_handlers`` maps a request
+    name to its method), and how outcomes reach their waiters."""
+
+    table: TaskTable
+    pool: WorkerPool
+    connections: dict
+    counters: dict
+    stopping: bool
+    started: float
+    socket_path: str
+    max_message_size: int
+
+    def _send(self, connection: Connection, pieces: list) -> None:
+        raise NotImplementedError
+
+    def stop(self, grace: float | None = None) -> None:
+        raise NotImplementedError
+
+    def _on_submit(self, connection: Connection, message: tuple, body: bytes) -> None:
+        _, task_id, queue, cmd_name, _waiter, subscribe = message
+        if not isinstance(task_id, str) or task_id in self.table.tasks:
+            raise ColdocTasksProtocolError(f'submit with a bad or duplicate task id {task_id!r:.100}')
+        task = Task(task_id, queue if isinstance(queue, str) else 'default', str(cmd_name), body, connection.peer_pid)
+        if subscribe:
+            task.subscriber = connection
+        self.table.add(task)
+        if self.stopping:
+            self.table.finish(task, CANCELLED, lost_message=f'task {task_id} was refused: the server is stopping')
+            self._on_final(task)
+            return
+        refused = self.pool.why_refused(task.queue)
+        if refused is not None:
+            logger.warning('task %s (%s) of %s refused: %s', task_id, cmd_name, connection.peer, refused)
+            self.table.finish(task, CANCELLED, lost_message=f'task {task_id} was refused: {refused}')
+            self._on_final(task)
+            return
+        logger.debug('task %s (%s) queued on %s by %s', task_id, cmd_name, task.queue, connection.peer)
+        self.pool.submit(task)
+
+    def _known_task(self, connection: Connection, rid: int, task_id: str) -> Task | None:
+        """The task called ``task_id``, or ``None`` after telling the client
+        why it is not known."""
+        if not isinstance(task_id, str):
+            raise ColdocTasksProtocolError(f'a task id must be a string, not {task_id!r:.100}')
+        task = self.table.tasks.get(task_id)
+        if task is None:
+            self._send(connection, error_message(rid, ColdocTasksUnknownTaskError(self.table.why_unknown(task_id))))
+        return task
+
+    def _on_share(self, connection: Connection, message: tuple, body: bytes) -> None:
+        _, rid, task_id = message
+        task = self._known_task(connection, rid, task_id)
+        if task is not None:
+            task.shared = True
+            self._send(connection, encode_message(('ok', rid, task.state)))
+
+    def _on_wait(self, connection: Connection, message: tuple, body: bytes) -> None:
+        _, rid, task_id, waiter_task_id = message
+        task = self._known_task(connection, rid, task_id)
+        if task is None:
+            return
+        if task.state in FINAL_STATES:
+            self._deliver(task, [(connection, rid, None)])
+            self.table.collect(task, connection.peer_pid)
+            return
+        lent = None
+        waiter = self.table.tasks.get(waiter_task_id) if isinstance(waiter_task_id, str) else None
+        if waiter is not None and waiter.state == RUNNING:
+            lent = self.pool.lend(waiter.queue)
+        task.waiters.append((connection, rid, lent))
+        connection.waits[rid] = task
+
+    def _on_unwait(self, connection: Connection, message: tuple, body: bytes) -> None:
+        self._unwait(connection, message[1])
+
+    def _unwait(self, connection: Connection, rid: int) -> None:
+        task = connection.waits.pop(rid, None)
+        if task is None:
+            return
+        for entry in task.waiters:
+            if entry[0] is connection and entry[1] == rid:
+                task.waiters.remove(entry)
+                if entry[2] is not None:
+                    self.pool.give_back(entry[2])
+                break
+
+    def _on_terminate(self, connection: Connection, message: tuple, body: bytes) -> None:
+        _, rid, task_id = message
+        task = self._known_task(connection, rid, task_id)
+        if task is None:
+            return
+        if task.state == QUEUED:
+            self.pool.cancel(task, 'terminate() was called')
+        elif task.state == RUNNING:
+            self.pool.terminate(task)
+        self._send(connection, encode_message(('ok', rid, task.state)))
+
+    def _on_ping(self, connection: Connection, message: tuple, body: bytes) -> None:
+        self._send(connection, encode_message(
+            ('ok', message[1], {'pid': os.getpid(), 'version': __version__, 'protocol': PROTOCOL_VERSION,
+                                'max_message_size': self.max_message_size, 'queues': self.pool.declared()})))
+
+    def _on_status(self, connection: Connection, message: tuple, body: bytes) -> None:
+        self._send(connection, encode_message(('ok', message[1], self.status())))
+
+    def _on_shutdown(self, connection: Connection, message: tuple, body: bytes) -> None:
+        _, rid, grace = message
+        try:
+            check_seconds('the stop grace', grace, none_ok=True)
+        except (TypeError, ValueError) as exc:
+            self._send(connection, error_message(rid, ColdocTasksUsageError(str(exc)[:300])))
+            return
+        logger.info('stop requested by %s', connection.peer)
+        self._send(connection, encode_message(('ok', rid, os.getpid())))
+        self.stop(grace)
+
+    _handlers: dict[str, Callable[..., None]] = {
+        'submit': _on_submit, 'share': _on_share, 'wait': _on_wait, 'unwait': _on_unwait, 'terminate': _on_terminate,
+        'ping': _on_ping, 'status': _on_status, 'shutdown': _on_shutdown,
+    }
+
+    # -- results --------------------------------------------------------------------------
+
+    def _on_final(self, task: Task) -> None:
+        """Send a final task's outcome to whoever waits for it, and forget it
+        unless a copy of its fork object elsewhere may still ask."""
+        delivered = False
+        if task.waiters:
+            self._deliver(task, task.waiters)
+            delivered = True
+        subscriber, task.subscriber = task.subscriber, None
+        if subscriber is not None and not subscriber.channel.closed:
+            self._send(subscriber, self._outcome_message(task, 'pushed', None))
+            delivered = delivered or not task.shared
+        if delivered:
+            self.table.collect(task, subscriber.peer_pid if subscriber is not None else task.owner_pid)
+
+    def _outcome_message(self, task: Task, kind: str, rid: int | None) -> list:
+        if task.outcome is not None:
+            return encode_message((kind, rid, task.task_id), task.outcome)
+        return encode_message((kind, rid, task.task_id, task.lost_message))
+
+    def _deliver(self, task: Task, waiters: list[tuple[Connection, int, Any]]) -> None:
+        """Send a final task's outcome to the clients blocked in ``wait``."""
+        for connection, rid, lent in list(waiters):
+            if lent is not None:
+                self.pool.give_back(lent)
+            connection.waits.pop(rid, None)
+            self._send(connection, self._outcome_message(task, 'result' if task.outcome is not None else 'lost', rid))
+        task.waiters = []
+
+    def status(self) -> dict[str, Any]:
+        """What ``status`` reports: the server, its queues, live tasks, counters."""
+        now = time.time()
+        running = [worker.task.describe(now) for worker in self.pool.workers.values() if worker.task is not None]
+        queued = [task.describe(now) for task in itertools.islice(self.pool.queued_tasks(), STATUS_QUEUED_SHOWN)]
+        queued_count = sum(queue.queued for queue in self.pool.queues.values())
+        return {
+            'pid': os.getpid(), 'version': __version__, 'protocol': PROTOCOL_VERSION,
+            'started': self.started, 'uptime': now - self.started, 'socket': self.socket_path,
+            'stopping': self.stopping,
+            'queues': [queue.describe() for queue in self.pool.queues.values()],
+            'workers': len(self.pool.workers),
+            'tasks': running + queued,
+            'tasks_queued': queued_count,
+            'results_held': len(self.table.tasks) - len(running) - queued_count,
+            'counters': dict(self.table.counters, **self.counters),
+            'clients': len(self.connections),
+        }
