@@ -15,14 +15,23 @@ from .coldoc.control import get_infofile, ping, server_pid, shutdown, status, te
 from .coldoc.daemon import ensure_server, tasks_daemon_start  # noqa: F401
 from .coldoc.fork import ColdocFork, _rebuild, bind_fork_class, fork_class, get_fork_class  # noqa: F401
 from .coldoc.queues import QueueConfig  # noqa: F401
-from .coldoc.server.main import run_server, tasks_server_start  # noqa: F401
 from .django.autostart import tasks_daemon_django_autostart  # noqa: F401
 from .exceptions import *  # noqa: F401,F403
 from .exceptions import __all__ as _exceptions
 
-__all__ = [
+__all__ = [  # noqa: F405 - two of them come from __getattr__ below
     'ColdocFork', 'fork_class', 'get_fork_class', 'bind_fork_class', 'ping', 'status', 'shutdown', 'server_pid',
     'test', 'get_infofile', 'tasks_server_start', 'tasks_daemon_start', 'tasks_daemon_autostart',
     'tasks_daemon_django_autostart', 'tasks_server_readinfo', 'task_server_check', 'QueueConfig',
     'AUTOSTART_OPTIONS_ENV', *_exceptions,
 ]
+
+
+def __getattr__(name: str):
+    # The server itself is loaded only by who runs one in this process: a
+    # client importing this module does not pay for the server's modules.
+    if name in ('run_server', 'tasks_server_start'):
+        from .coldoc.server import main
+
+        return getattr(main, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -156,6 +156,9 @@ class LegacyInfofileError(InfofileError):
         self.info = info
         self.path = path
 
+    def __reduce__(self):
+        return type(self), (self.args[0], self.info, self.path)
+
 
 class UnsafePathError(ColdocTasksException):
     """Something that is not ours is at a path the server would write or
@@ -166,6 +169,9 @@ class UnsafePathError(ColdocTasksException):
         super().__init__(f'{os.fspath(path)}: {reason}; refusing to use it')
         self.path = os.fspath(path)
         self.reason = reason
+
+    def __reduce__(self):
+        return type(self), (self.path, self.reason)
 
 
 class ColdocTasksOptionError(ColdocTasksException, ValueError):
@@ -182,7 +188,11 @@ class ColdocTasksServerRunningError(ColdocTasksException):
 
     def __init__(self, infofile: str, pid: int | None):
         super().__init__(f'a coldoc task server is already running (pid {pid}) for {infofile}')
+        self.infofile = infofile
         self.pid = pid
+
+    def __reduce__(self):
+        return type(self), (self.infofile, self.pid)
 
 
 class ColdocTasksLegacyServerRunningError(ColdocTasksServerRunningError):
@@ -192,6 +202,7 @@ class ColdocTasksLegacyServerRunningError(ColdocTasksServerRunningError):
         ColdocTasksException.__init__(
             self, f'an old coldoc_tasks 0.2 server (pid {pid}) still serves {infofile}; stop it first '
             f'(coldoc_tasks_cli coldoc stop {infofile}, or kill {pid}), then start this one')
+        self.infofile = infofile
         self.pid = pid
 
 
