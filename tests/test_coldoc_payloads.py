@@ -14,13 +14,13 @@ import pytest
 
 from coldoc_tasks.base import new_task_id
 from coldoc_tasks.coldoc.infofile import read_infofile
-from coldoc_tasks.coldoc.protocol import FrameReader, client_handshake, decode_header, encode_message, error_of
+from coldoc_tasks.coldoc.messages import Dropped, Pushed, Submit, decode
+from coldoc_tasks.coldoc.protocol import FrameReader, client_handshake
 from coldoc_tasks.coldoc_tasks import bind_fork_class
 from coldoc_tasks.exceptions import (
     ColdocTasksException,
     ColdocTasksMessageSizeError,
     ColdocTasksProcessLookupError,
-    ColdocTasksProtocolError,
     ColdocTasksRemoteError,
     ColdocTasksRemoteTraceback,
     ColdocTasksSerializationError,
@@ -93,7 +93,7 @@ def _authenticated_socket(server) -> socket.socket:
     return sock
 
 
-def _read_frame(sock: socket.socket, reader: FrameReader) -> tuple[tuple, bytes] | None:
+def _read_frame(sock: socket.socket, reader: FrameReader) -> tuple[object, bytes] | None:
     """The next frame, or None when the server closes the connection."""
     while True:
         data = sock.recv(1 << 16)
@@ -103,7 +103,7 @@ def _read_frame(sock: socket.socket, reader: FrameReader) -> tuple[tuple, bytes]
         if frames:
             assert len(frames) == 1
             header, body = frames[0]
-            return decode_header(header), body
+            return decode(header), body
 
 
 def _raw_frame(header: bytes, body: bytes = b'') -> bytes:
@@ -136,9 +136,8 @@ def test_the_server_never_unpickles_a_message(coldoc_server, tmp_path):
         sock.sendall(_raw_frame(pickle.dumps(_MakesDirectory(str(witness)))))
         reply = _read_frame(sock, FrameReader())
         assert not witness.exists(), 'the server unpickled a message header'
-        assert reply is not None and reply[0][0] == 'error'
-        error = error_of(reply[0])
-        assert isinstance(error, ColdocTasksProtocolError) and 'not JSON' in str(error)
+        assert reply is not None and isinstance(reply[0], Dropped)
+        assert 'not JSON' in reply[0].message
         assert _read_frame(sock, FrameReader()) is None, 'the server kept the connection'
     assert_healthy(coldoc_server, protocol_errors=1)
 
@@ -146,11 +145,11 @@ def test_the_server_never_unpickles_a_message(coldoc_server, tmp_path):
 def _submit_raw(sock: socket.socket, body: bytes) -> object:
     """Submit a call made by hand; return what the worker made of it."""
     task_id = new_task_id()
-    sock.sendall(b''.join(encode_message(('submit', task_id, 'default', 'hand-made call', None, True), body)))
+    sock.sendall(b''.join(Submit(task_id, 'default', 'hand-made call', True).encode(body)))
     reply = _read_frame(sock, FrameReader())
     assert reply is not None
     message, outcome = reply
-    assert message[:3] == ('pushed', None, task_id) and len(message) == 3, message
+    assert message == Pushed(task_id), message
     return loads_outcome(outcome)
 
 

@@ -16,7 +16,8 @@ import time
 import pytest
 
 from coldoc_tasks.coldoc.infofile import read_infofile
-from coldoc_tasks.coldoc.protocol import FrameReader, client_handshake, decode_header, encode_message, error_of
+from coldoc_tasks.coldoc.messages import Dropped, Status, decode
+from coldoc_tasks.coldoc.protocol import FrameReader, client_handshake
 from coldoc_tasks.coldoc_tasks import ColdocFork, bind_fork_class, ping, shutdown, status, tasks_daemon_autostart
 from coldoc_tasks.exceptions import (
     ColdocTasksAuthenticationError,
@@ -279,8 +280,8 @@ def test_oversized_frames(coldoc_server):
         reply = _read_until_closed(sock)
     frames = FrameReader().feed(reply)
     assert len(frames) == 1
-    message = decode_header(frames[0][0])
-    assert message[0] == 'error' and 'over the limits' in str(error_of(message))
+    message = decode(frames[0][0])
+    assert isinstance(message, Dropped) and 'over the limits' in message.message
     assert server_rss_kib(coldoc_server) < rss_before + 10_000
     assert_healthy(coldoc_server, protocol_errors=2)
 
@@ -739,7 +740,7 @@ def test_a_peer_that_does_not_read_cannot_swell_the_server(coldoc_server):
     assert_healthy(coldoc_server)
     address = read_infofile(coldoc_server.infofile)['socket']
     rss_before = server_rss_kib(coldoc_server)
-    request = b''.join(encode_message(('status', 1)))
+    request = b''.join(Status(1).encode())
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(10)
         sock.connect(address)

@@ -219,3 +219,25 @@ def test_exceptions_of_the_package_pickle():
     for error in samples:
         copy = pickle.loads(pickle.dumps(error))
         assert type(copy) is type(error) and str(copy) == str(error) and copy.__dict__ == error.__dict__
+
+
+def test_messages_are_checked_by_their_type():
+    import pytest
+
+    from coldoc_tasks.coldoc import messages
+    from coldoc_tasks.exceptions import ColdocTasksProtocolError, ColdocTasksUnknownTaskError
+
+    def header(message):
+        return b''.join(message.encode())[8:]  # past the two lengths
+
+    wait = messages.Wait(7, 'abc', None)
+    assert messages.decode(header(wait)) == wait
+    assert messages.decode(header(messages.Shutdown(1, 2))) == messages.Shutdown(1, 2)
+    for bad in (b'["wait", true, "abc", null]', b'["wait", 7, "abc"]', b'["wait", 7, 3, null]',
+                b'["frobnicate", 1]', b'["ping", 1, 2]', b'{"ping": 1}', b'["shutdown", 1, "soon"]'):
+        with pytest.raises(ColdocTasksProtocolError):
+            messages.decode(bad)
+    with pytest.raises(ColdocTasksProtocolError, match='unexpected message'):
+        messages.decode(header(messages.Ok(1, None)), messages.REQUESTS)
+    error = messages.Error.of(3, ColdocTasksUnknownTaskError('gone'))
+    assert isinstance(messages.decode(header(error)).exception(), ColdocTasksUnknownTaskError)

@@ -29,7 +29,11 @@ from ..exceptions import (
     ColdocTasksTimeoutError,
     ServerGoneError,
 )
-from .protocol import FrameReader, client_handshake, decode_header, encode_message, error_of, sendall_pieces
+from .messages import Dropped, Error, Lost, Message, Ok, Ping, Pushed, PushedLost, Result, Unwait, decode
+from .protocol import FrameReader, client_handshake, sendall_pieces
+
+#: What a server sends a client.
+_FROM_SERVER = (Ok, Result, Lost, Pushed, PushedLost, Error, Dropped)
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +54,7 @@ class PushSlot:
         self.pid = os.getpid()  # a copy inherited by a forked child is not fed
         self.latch = threading.Lock()
         self.latch.acquire()
-        self.message: tuple | None = None
+        self.message: Pushed | PushedLost | None = None
         self.body = b''
 
 
@@ -61,7 +65,7 @@ class _Reply:
 
     def __init__(self):
         self.event = threading.Event()
-        self.message: tuple | None = None
+        self.message: Message | None = None
         self.body = b''
 
 
@@ -99,13 +103,13 @@ class ServerConnection:
         self._rids = itertools.count(1)
         self.broken: ColdocTasksConnectionError | None = None
         #: task id -> (message, body) of results whose wait() had given up
-        self.late_results: dict[str, tuple[tuple, bytes]] = {}
+        self.late_results: dict[str, tuple[Result | Lost, bytes]] = {}
         #: task id -> the slot its pushed outcome goes to, while a fork object holds it
         self.push_slots: weakref.WeakValueDictionary[str, PushSlot] = weakref.WeakValueDictionary()
         self._thread = threading.Thread(target=self._read_loop, name=f'coldoc-tasks-client {address}', daemon=True)
         self._thread.start()
         try:
-            info = self.request(('ping',), timeout=connect_timeout)[0][2]
+            info = self.request(Ping, timeout=connect_timeout)[0].value
         except BaseException:
             self.close()
             raise
@@ -114,9 +118,9 @@ class ServerConnection:
         #: the queues the server runs (``*``: it accepts any name)
         self.queues: list[str] = info.get('queues') or []
 
-    def send(self, message: tuple, body: bytes = b'') -> None:
+    def send(self, message: Message, body: bytes = b'') -> None:
         """Send a message that gets no reply."""
-        self._send(encode_message(message, body))
+        self._send(message.encode(body))
 
     def _send(self, pieces: list) -> None:
         if self.broken is not None:
@@ -128,30 +132,31 @@ class ServerConnection:
             self._break(ServerGoneError(f'the connection to the task server on {self.address} broke: {exc}'))
             raise self.broken from None
 
-    def request(self, message: tuple, body: bytes = b'', timeout: float | None = None,
-                on_timeout: tuple | None = None) -> tuple[tuple, bytes]:
-        """Send ``(kind, rid, *rest)`` for ``message = (kind, *rest)`` and
-        return the reply; raise :class:`ColdocTasksTimeoutError` after
-        ``timeout`` (first sending ``on_timeout + (rid,)`` if given)."""
+    def request(self, kind: type[Message], *fields: Any, body: bytes = b'', timeout: float | None = None,
+                unwait_on_timeout: bool = False) -> tuple[Message, bytes]:
+        """Send the request ``kind(rid, *fields)`` with a fresh request id and
+        return the reply and its body; raise the error the server answers,
+        or :class:`ColdocTasksTimeoutError` after ``timeout`` (first telling
+        the server to forget the wait, with ``unwait_on_timeout``)."""
         rid = next(self._rids)
         reply = _Reply()
         self._pending[rid] = reply
         try:
-            self._send(encode_message((message[0], rid, *message[1:]), body))
+            self._send(kind(rid, *fields).encode(body))
         except BaseException:
             self._pending.pop(rid, None)
             raise
         if not reply.event.wait(timeout):
             if self._pending.pop(rid, None) is not None:
-                if on_timeout is not None:
+                if unwait_on_timeout:
                     with contextlib.suppress(ColdocTasksConnectionError):
-                        self.send((*on_timeout, rid))
+                        self.send(Unwait(rid))
                 raise ColdocTasksTimeoutError(f'no reply from the task server within {format_seconds(timeout)} s')
             reply.event.wait()  # the reply arrived just now
         if reply.message is None:
             raise self.broken
-        if reply.message[0] == 'error':
-            raise error_of(reply.message)
+        if isinstance(reply.message, Error):
+            raise reply.message.exception()
         return reply.message, reply.body
 
     def _read_loop(self) -> None:
@@ -162,29 +167,29 @@ class ServerConnection:
                 if not data:
                     raise ServerGoneError(f'the task server on {self.address} closed the connection')
                 for header, body in self._reader.feed(data):
-                    message = decode_header(header)
-                    if message[0] == 'pushed':
-                        slot = self.push_slots.pop(message[2], None)
+                    message = decode(header, _FROM_SERVER)
+                    if isinstance(message, (Pushed, PushedLost)):
+                        slot = self.push_slots.pop(message.task_id, None)
                         if slot is not None:  # else every fork object of the task was dropped
                             slot.message, slot.body = message, body
                             slot.latch.release()
                         continue
-                    reply = self._pending.pop(message[1], None)
+                    if isinstance(message, Dropped):
+                        raise ServerGoneError(message.message)
+                    reply = self._pending.pop(message.rid, None)
                     if reply is not None:
                         reply.message, reply.body = message, body
                         reply.event.set()
-                    elif message[0] in ('result', 'lost'):
+                    elif isinstance(message, (Result, Lost)):
                         self._keep_late(message, body)
-                    elif message[0] == 'error' and message[1] == 0:
-                        raise ServerGoneError(str(error_of(message)))
         except ColdocTasksConnectionError as exc:
             self._break(exc)
         except (OSError, ColdocTasksProtocolError) as exc:
             self._break(ServerGoneError(f'the connection to the task server on {self.address} broke: {exc}'))
 
-    def _keep_late(self, message: tuple, body: bytes) -> None:
+    def _keep_late(self, message: Result | Lost, body: bytes) -> None:
         late = self.late_results
-        late[message[2]] = (message, body)
+        late[message.task_id] = (message, body)
         if len(late) > LATE_RESULTS_KEPT:
             del late[next(iter(late))]
 
@@ -240,11 +245,12 @@ def _forget_connections_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_connections_after_fork)
 
 
-def control_request(address: str, authkey: bytes, message: tuple, timeout: float) -> Any:
+def control_request(address: str, authkey: bytes, kind: type[Message], *fields: Any, timeout: float) -> Any:
     """One request on a connection of its own, for control commands (ping,
-    status, stop) that must not depend on a shared connection's state."""
+    status, stop) that must not depend on a shared connection's state;
+    return the value of the server's ``Ok``."""
     connection = ServerConnection(address, authkey, connect_timeout=timeout)
     try:
-        return connection.request(message, timeout=timeout)[0]
+        return connection.request(kind, *fields, timeout=timeout)[0].value
     finally:
         connection.close()

@@ -10,11 +10,13 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from ..durations import check_seconds
 from ..exceptions import ColdocTasksConnectionError, ColdocTasksTimeoutError, ColdocTasksUsageError
 from ..selfcheck import run_checks
 from .client import ServerConnection, control_request
 from .fork import ColdocFork, bind_fork_class, server_address
 from .infofile import InfofileError, PathLike, lock_holder, read_infofile
+from .messages import Message, Ping, Shutdown, Status
 from .stop import stop_server
 
 __all__ = ['ping', 'status', 'server_pid', 'test', 'shutdown', 'get_infofile']
@@ -74,10 +76,10 @@ def _target(first: Any, rest: tuple, address: Any, authkey: Any) -> tuple[_Targe
     return _Target(first, address, authkey), rest
 
 
-def _control(target: _Target | PathLike, message: tuple, timeout: float) -> Any:
+def _control(target: _Target | PathLike, kind: type[Message], timeout: float) -> Any:
     if not isinstance(target, _Target):
         target = _Target(target)
-    return control_request(*target.resolve(), message, timeout)
+    return control_request(*target.resolve(), kind, timeout=timeout)
 
 
 _UNREACHABLE = (InfofileError, ColdocTasksConnectionError, ColdocTasksTimeoutError)
@@ -99,7 +101,7 @@ def ping(infofile: PathLike | None = None, *args: Any, address: str | None = Non
         timeout, *more = rest
         raise_errors = more[0] if more else raise_errors
     try:
-        return _control(target, ('ping',), timeout)[2]
+        return _control(target, Ping, timeout)
     except _UNREACHABLE as exc:
         if raise_errors:
             raise
@@ -119,7 +121,7 @@ def status(infofile: PathLike | None = None, *args: Any, address: str | None = N
     if rest:
         (timeout,) = rest
     try:
-        return _control(target, ('status',), timeout)[2]
+        return _control(target, Status, timeout)
     except _UNREACHABLE as exc:
         if not target.legacy:
             raise
@@ -174,11 +176,15 @@ def shutdown(infofile: PathLike | None = None, *args: Any, address: str | None =
     if not target.legacy:
         return stop_server(target.infofile, grace=grace, timeout=timeout).stopped
     try:
+        check_seconds('the stop grace', grace, none_ok=True)
+    except (TypeError, ValueError) as exc:
+        raise ColdocTasksUsageError(str(exc)) from None
+    try:
         connection = ServerConnection(*target.resolve())
     except (InfofileError, ColdocTasksConnectionError):
         return False
     try:
-        connection.request(('shutdown', grace), timeout=timeout)
+        connection.request(Shutdown, grace, timeout=timeout)
         pid = connection.server_pid
     finally:
         connection.close()

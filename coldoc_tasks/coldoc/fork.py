@@ -34,6 +34,7 @@ from ..outcome import Outcome, dumps_call, loads_outcome
 from . import context
 from .client import PushSlot, ServerConnection, control_request, get_connection
 from .infofile import InfofileError, PathLike, read_infofile
+from .messages import Lost, Message, Ping, PushedLost, Share, Submit, Terminate, Wait
 from .queues import ANY_QUEUE, DEFAULT_QUEUE, undeclared_queue_message
 
 __all__ = ['ColdocFork', 'fork_class', 'bind_fork_class', 'get_fork_class', 'server_address']
@@ -124,7 +125,7 @@ class ColdocFork(ForkBase):
         if waiter is None:
             self._push = connection.push_slots[task_id] = PushSlot()
         try:
-            connection.send(('submit', task_id, self.queue, self.cmd_name, waiter, waiter is None), call)
+            connection.send(Submit(task_id, self.queue, self.cmd_name, waiter is None), call)
         except BaseException:
             connection.push_slots.pop(task_id, None)
             self._push = None
@@ -155,8 +156,8 @@ class ColdocFork(ForkBase):
             if late is not None:
                 message, body = late
             else:
-                message, body = connection.request(('wait', self.task_id, context.CURRENT_TASK_ID),
-                                                   timeout=timeout, on_timeout=('unwait',))
+                message, body = connection.request(Wait, self.task_id, context.CURRENT_TASK_ID,
+                                                   timeout=timeout, unwait_on_timeout=True)
         except ColdocTasksTimeoutError:
             raise self._timeout_error(timeout) from None
         except ColdocTasksConnectionError as exc:
@@ -165,16 +166,16 @@ class ColdocFork(ForkBase):
         return self._decode(message, body)
 
     @staticmethod
-    def _decode(message: tuple, body: bytes) -> Outcome:
-        if len(message) == 3:
-            return loads_outcome(body)
-        return Outcome(exception=ColdocTasksProcessLookupError(message[3]))
+    def _decode(message: Message, body: bytes) -> Outcome:
+        if isinstance(message, (Lost, PushedLost)):
+            return Outcome(exception=ColdocTasksProcessLookupError(message.message))
+        return loads_outcome(body)
 
     def _terminate(self) -> None:
         if self._push is not None and self._push.message is not None:
             return  # it has ended: its outcome is here
         with contextlib.suppress(ColdocTasksUnknownTaskError):  # it ended and was collected
-            self._connection().request(('terminate', self.task_id), timeout=30)
+            self._connection().request(Terminate, self.task_id, timeout=30)
 
     def __getstate__(self) -> dict:
         if self.task_id is not None and self._outcome is None and not self._inline:
@@ -182,7 +183,7 @@ class ColdocFork(ForkBase):
             # comes after our submit was handled, the server knows the task
             # before any other process can ask for it.
             with contextlib.suppress(ColdocTasksUnknownTaskError):
-                self._connection().request(('share', self.task_id), timeout=30)
+                self._connection().request(Share, self.task_id, timeout=30)
             if self._push is not None and self._push.message is not None:
                 # It ended before the share: the copy takes the outcome along.
                 with contextlib.suppress(ColdocTasksException):
@@ -233,7 +234,7 @@ def get_fork_class(infofile: PathLike | None = None, celeryconfig: object = None
         raise ColdocTasksBackendUnavailableError('no infofile given')
     infofile = os.path.abspath(os.fspath(infofile))
     try:
-        control_request(*server_address(infofile, None, None), ('ping',), timeout)
+        control_request(*server_address(infofile, None, None), Ping, timeout=timeout)
     except (InfofileError, ColdocTasksConnectionError, ColdocTasksTimeoutError) as exc:
         raise ColdocTasksBackendUnavailableError(str(exc)) from None
     return bind_fork_class(infofile)

@@ -1,4 +1,4 @@
-"""The wire protocol of the coldoc task server, version 2.
+"""The wire protocol of the coldoc task server, version 3: frames and the handshake.
 
 Everything travels over ``AF_UNIX`` stream sockets as frames::
 
@@ -26,7 +26,7 @@ header is raw bytes and whose body is empty:
                       or b"NO" and the server closes the connection
     ====  ==========  =======================================================
 
-The greeting names the protocol version (``coldoc-tasks/2``), so a client of
+The greeting names the protocol version (``coldoc-tasks/3``), so a client of
 another version stops with an error naming both.  The server compares digests
 with ``hmac.compare_digest``; the client checks the server's proof in the
 same way, so neither side trusts a peer that does not hold the key.  Only
@@ -34,38 +34,15 @@ after step 3 are headers read as messages; a client sends nothing more before
 it has read step 3 (bytes that arrive with its step 2 are read under the
 handshake's limits, and a body there drops it).
 
-Messages after authentication (``rid`` is a request id chosen by the client,
-an integer; every request but ``submit`` and ``unwait`` gets exactly one
-reply carrying its ``rid``; ``null`` is JSON's):
-
-    client -> server
-        ["submit", task_id, queue, cmd_name, waiter_task_id, subscribe] + body: the pickled call
-        ["share", rid, task_id]       keep the outcome after pushing it
-        ["wait", rid, task_id, waiter_task_id]
-        ["unwait", rid]
-        ["terminate", rid, task_id]
-        ["ping", rid]   ["status", rid]   ["shutdown", rid, grace]
-    server -> client
-        ["ok", rid, value]                    value: any JSON value
-        ["result", rid, task_id] + body: the encoded outcome
-        ["lost", rid, task_id, message]       the task's process vanished
-        ["pushed", null, task_id] + body, or ["pushed", null, task_id, message]:
-                                      the outcome of a task submitted with
-                                      ``subscribe``, sent unasked when it ends
-        ["error", rid, kind, message]         the request failed; ``kind`` is a
-                                      key of ``ERRORS`` (rid 0: the server
-                                      drops the connection, saying why)
+After authentication every header is a JSON array naming a message and
+giving its fields; the messages, between clients, the server and its
+workers, are the named types of :mod:`.messages`, which also checks them.
 
 The submitting process subscribes, so its ``wait`` costs no request at all:
 the outcome is pushed to it, and the server forgets the task unless a
-``share`` (sent when a fork object is pickled) asked to keep it for a
-``wait`` from elsewhere.  A worker waiting for a subtask uses ``wait``
+``Share`` (sent when a fork object is pickled) asked to keep it for a
+``Wait`` from elsewhere.  A worker waiting for a subtask uses ``Wait``
 instead, naming its own task, so that the server lends its slot.
-
-Between the server and each of its workers (a socket pair made at fork):
-
-    server -> worker: ["run", task_id] + body: the pickled call;  ["exit"]
-    worker -> server: ["done", task_id, failed] + body: the encoded outcome
 
 A worker encodes an outcome within the server's ``max_message_size``, so the
 server never receives a result over it (see :func:`coldoc_tasks.outcome.encode_outcome`).
@@ -88,7 +65,7 @@ from ..exceptions import (
     ColdocTasksUsageError,
 )
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 GREETING = b'coldoc-tasks/%d ' % PROTOCOL_VERSION
 NONCE_SIZE = 32
 DIGEST_SIZE = hashlib.sha256().digest_size
@@ -154,22 +131,6 @@ def decode_header(header: bytes) -> tuple:
     if not isinstance(message, list) or not message or not isinstance(message[0], str):
         raise ColdocTasksProtocolError(f'a message header is not an array naming its kind: {type(message).__name__}')
     return tuple(message)
-
-
-def error_message(rid: int, error: ColdocTasksException) -> list[bytes | memoryview]:
-    """The frame of an ``error`` reply carrying ``error`` (one of ``ERRORS``)."""
-    for kind, cls in ERRORS.items():
-        if type(error) is cls:
-            return encode_message(('error', rid, kind, str(error)))
-    raise TypeError(f'{type(error).__name__} cannot travel in an error reply')
-
-
-def error_of(message: tuple) -> ColdocTasksException:
-    """The exception an ``error`` reply carries."""
-    cls = ERRORS.get(message[2]) if len(message) > 3 and isinstance(message[2], str) else None
-    if cls is None:
-        return ColdocTasksProtocolError(f'the task server sent an error of an unknown kind: {message!r:.200}')
-    return cls(str(message[3]))
 
 
 class FrameReader:

@@ -24,11 +24,13 @@ import signal
 import time
 from collections.abc import Iterator
 
+from ..durations import check_seconds
 from ..exceptions import (
     ColdocTasksConnectionError,
     ColdocTasksException,
     ColdocTasksStopPermissionError,
     ColdocTasksTimeoutError,
+    ColdocTasksUsageError,
 )
 from .client import ServerConnection
 from .infofile import (
@@ -40,6 +42,7 @@ from .infofile import (
     verified_lock_holder,
 )
 from .legacy import legacy_request_shutdown, legacy_server_answers
+from .messages import Shutdown
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +95,10 @@ def stop_server(infofile: PathLike, grace: float | None = None, timeout: float =
     :class:`~.server.infofile.InfofileError` for an infofile that cannot
     be read.
     """
+    try:
+        check_seconds('the stop grace', grace, none_ok=True)
+    except (TypeError, ValueError) as exc:
+        raise ColdocTasksUsageError(str(exc)) from None
     answer_timeout = min(answer_timeout, timeout)
     try:
         info = read_infofile(infofile)
@@ -106,7 +113,7 @@ def stop_server(infofile: PathLike, grace: float | None = None, timeout: float =
         why = f'did not answer ({exc})'
     else:
         try:
-            connection.request(('shutdown', grace), timeout=answer_timeout)
+            connection.request(Shutdown, grace, timeout=answer_timeout)
             pid = connection.server_pid
         except (ColdocTasksConnectionError, ColdocTasksTimeoutError) as exc:
             why = f'did not answer ({exc})'

@@ -15,7 +15,23 @@ from typing import TYPE_CHECKING, Any
 from ... import __version__
 from ...durations import check_seconds
 from ...exceptions import ColdocTasksProtocolError, ColdocTasksUnknownTaskError, ColdocTasksUsageError
-from ..protocol import PROTOCOL_VERSION, encode_message, error_message
+from ..messages import (
+    Error,
+    Lost,
+    Ok,
+    Ping,
+    Pushed,
+    PushedLost,
+    Result,
+    Share,
+    Shutdown,
+    Status,
+    Submit,
+    Terminate,
+    Unwait,
+    Wait,
+)
+from ..protocol import PROTOCOL_VERSION
 from .tasks import CANCELLED, FINAL_STATES, QUEUED, RUNNING, Task, TaskTable
 from .workers import WorkerPool
 
@@ -49,12 +65,12 @@ class Requests:
     def stop(self, grace: float | None = None) -> None:
         raise NotImplementedError
 
-    def _on_submit(self, connection: Connection, message: tuple, body: bytes) -> None:
-        _, task_id, queue, cmd_name, _waiter, subscribe = message
-        if not isinstance(task_id, str) or task_id in self.table.tasks:
-            raise ColdocTasksProtocolError(f'submit with a bad or duplicate task id {task_id!r:.100}')
-        task = Task(task_id, queue if isinstance(queue, str) else 'default', str(cmd_name), body, connection.peer_pid)
-        if subscribe:
+    def _on_submit(self, connection: Connection, message: Submit, body: bytes) -> None:
+        task_id, cmd_name = message.task_id, message.cmd_name
+        if task_id in self.table.tasks:
+            raise ColdocTasksProtocolError(f'submit with a duplicate task id {task_id!r:.100}')
+        task = Task(task_id, message.queue, cmd_name, body, connection.peer_pid)
+        if message.subscribe:
             task.subscriber = connection
         self.table.add(task)
         if self.stopping:
@@ -73,23 +89,21 @@ class Requests:
     def _known_task(self, connection: Connection, rid: int, task_id: str) -> Task | None:
         """The task called ``task_id``, or ``None`` after telling the client
         why it is not known."""
-        if not isinstance(task_id, str):
-            raise ColdocTasksProtocolError(f'a task id must be a string, not {task_id!r:.100}')
         task = self.table.tasks.get(task_id)
         if task is None:
-            self._send(connection, error_message(rid, ColdocTasksUnknownTaskError(self.table.why_unknown(task_id))))
+            error = ColdocTasksUnknownTaskError(self.table.why_unknown(task_id))
+            self._send(connection, Error.of(rid, error).encode())
         return task
 
-    def _on_share(self, connection: Connection, message: tuple, body: bytes) -> None:
-        _, rid, task_id = message
-        task = self._known_task(connection, rid, task_id)
+    def _on_share(self, connection: Connection, message: Share, body: bytes) -> None:
+        task = self._known_task(connection, message.rid, message.task_id)
         if task is not None:
             task.shared = True
-            self._send(connection, encode_message(('ok', rid, task.state)))
+            self._send(connection, Ok(message.rid, task.state).encode())
 
-    def _on_wait(self, connection: Connection, message: tuple, body: bytes) -> None:
-        _, rid, task_id, waiter_task_id = message
-        task = self._known_task(connection, rid, task_id)
+    def _on_wait(self, connection: Connection, message: Wait, body: bytes) -> None:
+        rid, waiter_task_id = message.rid, message.waiter_task_id
+        task = self._known_task(connection, rid, message.task_id)
         if task is None:
             return
         if task.state in FINAL_STATES:
@@ -97,14 +111,14 @@ class Requests:
             self.table.collect(task, connection.peer_pid)
             return
         lent = None
-        waiter = self.table.tasks.get(waiter_task_id) if isinstance(waiter_task_id, str) else None
+        waiter = self.table.tasks.get(waiter_task_id) if waiter_task_id is not None else None
         if waiter is not None and waiter.state == RUNNING:
             lent = self.pool.lend(waiter.queue)
         task.waiters.append((connection, rid, lent))
         connection.waits[rid] = task
 
-    def _on_unwait(self, connection: Connection, message: tuple, body: bytes) -> None:
-        self._unwait(connection, message[1])
+    def _on_unwait(self, connection: Connection, message: Unwait, body: bytes) -> None:
+        self._unwait(connection, message.rid)
 
     def _unwait(self, connection: Connection, rid: int) -> None:
         task = connection.waits.pop(rid, None)
@@ -117,39 +131,39 @@ class Requests:
                     self.pool.give_back(entry[2])
                 break
 
-    def _on_terminate(self, connection: Connection, message: tuple, body: bytes) -> None:
-        _, rid, task_id = message
-        task = self._known_task(connection, rid, task_id)
+    def _on_terminate(self, connection: Connection, message: Terminate, body: bytes) -> None:
+        rid = message.rid
+        task = self._known_task(connection, rid, message.task_id)
         if task is None:
             return
         if task.state == QUEUED:
             self.pool.cancel(task, 'terminate() was called')
         elif task.state == RUNNING:
             self.pool.terminate(task)
-        self._send(connection, encode_message(('ok', rid, task.state)))
+        self._send(connection, Ok(rid, task.state).encode())
 
-    def _on_ping(self, connection: Connection, message: tuple, body: bytes) -> None:
-        self._send(connection, encode_message(
-            ('ok', message[1], {'pid': os.getpid(), 'version': __version__, 'protocol': PROTOCOL_VERSION,
-                                'max_message_size': self.max_message_size, 'queues': self.pool.declared()})))
+    def _on_ping(self, connection: Connection, message: Ping, body: bytes) -> None:
+        self._send(connection, Ok(message.rid, {
+            'pid': os.getpid(), 'version': __version__, 'protocol': PROTOCOL_VERSION,
+            'max_message_size': self.max_message_size, 'queues': self.pool.declared()}).encode())
 
-    def _on_status(self, connection: Connection, message: tuple, body: bytes) -> None:
-        self._send(connection, encode_message(('ok', message[1], self.status())))
+    def _on_status(self, connection: Connection, message: Status, body: bytes) -> None:
+        self._send(connection, Ok(message.rid, self.status()).encode())
 
-    def _on_shutdown(self, connection: Connection, message: tuple, body: bytes) -> None:
-        _, rid, grace = message
+    def _on_shutdown(self, connection: Connection, message: Shutdown, body: bytes) -> None:
+        rid, grace = message.rid, message.grace
         try:
             check_seconds('the stop grace', grace, none_ok=True)
         except (TypeError, ValueError) as exc:
-            self._send(connection, error_message(rid, ColdocTasksUsageError(str(exc)[:300])))
+            self._send(connection, Error.of(rid, ColdocTasksUsageError(str(exc)[:300])).encode())
             return
         logger.info('stop requested by %s', connection.peer)
-        self._send(connection, encode_message(('ok', rid, os.getpid())))
+        self._send(connection, Ok(rid, os.getpid()).encode())
         self.stop(grace)
 
-    _handlers: dict[str, Callable[..., None]] = {
-        'submit': _on_submit, 'share': _on_share, 'wait': _on_wait, 'unwait': _on_unwait, 'terminate': _on_terminate,
-        'ping': _on_ping, 'status': _on_status, 'shutdown': _on_shutdown,
+    _handlers: dict[type, Callable[..., None]] = {
+        Submit: _on_submit, Share: _on_share, Wait: _on_wait, Unwait: _on_unwait, Terminate: _on_terminate,
+        Ping: _on_ping, Status: _on_status, Shutdown: _on_shutdown,
     }
 
     # -- results --------------------------------------------------------------------------
@@ -163,15 +177,19 @@ class Requests:
             delivered = True
         subscriber, task.subscriber = task.subscriber, None
         if subscriber is not None and not subscriber.channel.closed:
-            self._send(subscriber, self._outcome_message(task, 'pushed', None))
+            if task.outcome is not None:
+                self._send(subscriber, Pushed(task.task_id).encode(task.outcome))
+            else:
+                self._send(subscriber, PushedLost(task.task_id, task.lost_message).encode())
             delivered = delivered or not task.shared
         if delivered:
             self.table.collect(task, subscriber.peer_pid if subscriber is not None else task.owner_pid)
 
-    def _outcome_message(self, task: Task, kind: str, rid: int | None) -> list:
+    @staticmethod
+    def _outcome_message(task: Task, rid: int) -> list:
         if task.outcome is not None:
-            return encode_message((kind, rid, task.task_id), task.outcome)
-        return encode_message((kind, rid, task.task_id, task.lost_message))
+            return Result(rid, task.task_id).encode(task.outcome)
+        return Lost(rid, task.task_id, task.lost_message).encode()
 
     def _deliver(self, task: Task, waiters: list[tuple[Connection, int, Any]]) -> None:
         """Send a final task's outcome to the clients blocked in ``wait``."""
@@ -179,7 +197,7 @@ class Requests:
             if lent is not None:
                 self.pool.give_back(lent)
             connection.waits.pop(rid, None)
-            self._send(connection, self._outcome_message(task, 'result' if task.outcome is not None else 'lost', rid))
+            self._send(connection, self._outcome_message(task, rid))
         task.waiters = []
 
     def status(self) -> dict[str, Any]:

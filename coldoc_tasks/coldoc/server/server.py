@@ -27,18 +27,16 @@ import socket
 import struct
 import time
 from collections.abc import Callable
-from typing import Any
 
 from ... import __version__
 from ...durations import check_seconds
 from ...exceptions import ColdocTasksProtocolError
+from ..messages import REQUESTS, Dropped, decode
 from ..protocol import (
     DEFAULT_MAX_BODY,
     MAX_HANDSHAKE_FRAME,
     REFUSAL,
     FrameReader,
-    decode_header,
-    error_message,
     server_challenge,
     server_check_answer,
 )
@@ -58,10 +56,6 @@ STOP_LINGER = 10.0
 #: The longest duration accepted for a grace, a retention or a timeout (a year).
 #: Seconds the listener rests when the process is out of descriptors.
 ACCEPT_PAUSE = 0.5
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class Connection:
@@ -304,14 +298,9 @@ class TaskServer(Requests):
                 self._on_handshake(connection, header)
                 continue
             try:
-                message = decode_header(header)
-                handler = self._handlers.get(message[0])
-                if handler is None:
-                    raise ColdocTasksProtocolError(f'unknown request {message[0]!r:.100}')
-                if message[0] != 'submit' and not _is_int(message[1]):
-                    raise ColdocTasksProtocolError(f'a {message[0]} request with a bad request id {message[1]!r:.100}')
-                handler(self, connection, message, body)
-            except (ColdocTasksProtocolError, IndexError, TypeError, ValueError) as exc:
+                message = decode(header, REQUESTS)
+                self._handlers[type(message)](self, connection, message, body)
+            except (ColdocTasksProtocolError, TypeError, ValueError) as exc:
                 self._refuse(connection, f'bad request: {exc}')
                 return
 
@@ -319,7 +308,7 @@ class TaskServer(Requests):
         """Drop an authenticated client that broke the protocol, telling it
         why as far as its socket takes it now."""
         self.counters['protocol_errors'] += 1
-        connection.channel.send(error_message(0, ColdocTasksProtocolError(f'the server dropped the connection: {why}')))
+        connection.channel.send(Dropped(f'the server dropped the connection: {why}').encode())
         with contextlib.suppress(OSError):
             connection.channel.flush()
         self._drop(connection, why)

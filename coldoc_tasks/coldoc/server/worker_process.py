@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterable
 from ...exceptions import ColdocTasksException, ColdocTasksSerializationError
 from ...outcome import Outcome, call_capturing, describe_callable, encode_outcome, loads_call
 from .. import context
-from ..protocol import FrameReader, decode_header, encode_message, sendall_pieces
+from ..messages import Done, Exit, Run, decode
+from ..protocol import FrameReader, sendall_pieces
 
 logger = logging.getLogger(__name__)
 
@@ -70,16 +71,16 @@ def worker_main(sock: socket.socket, close_fds: Iterable[int], parent_pid: int, 
             if not data:
                 break
             for header, body in reader.feed(data):
-                message = decode_header(header)
-                if message[0] == 'exit':
+                message = decode(header, (Run, Exit))
+                if isinstance(message, Exit):
                     return
-                task_id = message[1]
+                task_id = message.task_id
                 context.CURRENT_TASK_ID = task_id
                 outcome = _run(task_id, body)
                 context.CURRENT_TASK_ID = None
                 pieces, failed = encode_outcome(outcome, min(max_message_size, MAX_CALL_SIZE))
                 del outcome  # a big result is not kept twice while it is sent
-                sendall_pieces(sock, encode_message(('done', task_id, failed), pieces))
+                sendall_pieces(sock, Done(task_id, failed).encode(pieces))
                 if fresh:
                     return
     except BaseException:  # a worker must never return into the server's code

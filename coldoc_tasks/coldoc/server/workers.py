@@ -30,7 +30,8 @@ from typing import Any
 from ...exceptions import ColdocTasksProtocolError
 from ...forking import describe_wait_status, fork_task_process, signal_group
 from ...outcome import MIN_ERROR_ROOM
-from ..protocol import DEFAULT_MAX_BODY, FrameReader, decode_header, encode_message
+from ..messages import Done, Exit, Run, decode
+from ..protocol import DEFAULT_MAX_BODY, FrameReader
 from ..queues import ANY_QUEUE, DEFAULT_QUEUE, QueueConfig, undeclared_queue_message
 from . import worker_process
 from .channel import Channel
@@ -166,7 +167,7 @@ class WorkerPool:
             task.worker_pid = worker.pid
             queue.running += 1
             call, task.call = task.call, None
-            worker.channel.send(encode_message(('run', task.task_id), call))
+            worker.channel.send(Run(task.task_id).encode(call))
             self.loop.want_write(worker.channel)
             logger.debug('task %s (%s) started in worker %d', task.task_id, task.cmd_name, worker.pid)
         if queue.config.mode == 'fresh' and not queue.idle and not queue.spare_planned and not self.draining:
@@ -259,10 +260,8 @@ class WorkerPool:
                 self.loop.unwatch(worker.channel.fd)
                 return
             for header, body in frames:
-                message = decode_header(header)
-                if message[0] != 'done' or len(message) != 3 or not isinstance(message[1], str):
-                    raise ColdocTasksProtocolError(f'unexpected message {message!r:.200}')
-                self._on_done(worker, message[1], bool(message[2]), body)
+                message = decode(header, (Done,))
+                self._on_done(worker, message.task_id, message.failed, body)
         except ColdocTasksProtocolError as exc:  # (an OSError too: caught first)
             # A task can do anything in its worker, even write to this socket.
             self._fault(worker, f'it sent what the server does not accept ({exc})')
@@ -304,7 +303,7 @@ class WorkerPool:
         if not worker.retiring:
             worker.retiring = True
             if worker.queue.config.mode != 'fresh' or not worker.tasks_done:  # else it leaves by itself
-                worker.channel.send(encode_message(('exit',)))
+                worker.channel.send(Exit().encode())
                 self.loop.want_write(worker.channel)
 
     def _on_exit(self, worker: Worker) -> None:
