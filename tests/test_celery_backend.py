@@ -223,7 +223,7 @@ def test_every_name_keeps_its_import_path_and_the_worker_its_task_names(celery_w
         assert getattr(celery_tasks, name) is not None
     assert symbol_by_name('coldoc_tasks.celery_tasks:CeleryTaskPool') is worker_side.CeleryTaskPool
     assert celery_tasks.setup_app is celery_app.setup_app and celery_tasks.daemon is celery_control.daemon
-    assert CeleryFork.__module__ == 'coldoc_tasks.celery_tasks'  # so fork objects pickled before still load
+    assert celery_tasks.CeleryFork is CeleryFork  # so fork objects pickled before still load
     # what the submitting side sends is what the worker registered and answers to
     app = celery_tasks.app_for(celery_worker.celeryconfig)
     (registered,) = app.control.inspect(timeout=5).registered().values()
