@@ -305,7 +305,7 @@ class NoFork(ForkBase):
     """
 
     fork_type = 'nofork'
-    #: So :meth:`can_fork` is False.
+    #: Tasks run in ``run`` (so :meth:`can_fork` is False).
     runs_inline = True
     #: The task has finished before ``run`` returns.
     can_terminate = False

@@ -7,6 +7,7 @@ of the backends that need no server is checked against what the class does.
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import threading
@@ -24,6 +25,7 @@ from coldoc_tasks.exceptions import (
 )
 from coldoc_tasks.simple_tasks import NoFork, SimpleFork
 from tests import jobs
+from tests.conftest import Backend, fork_class_of
 
 
 def package_fork_classes() -> list[type[ForkBase]]:
@@ -49,6 +51,14 @@ def test_every_fork_class_declares_every_capability(cls):
     assert all(type(value) is bool for value in flags.values()), flags
     assert cls.can_fork() is not cls.runs_inline
     assert cls.nested_waits, 'the contract promises nested waits on every backend'
+
+
+def test_contract_suite_finds_the_class_behind_make():
+    bound = bind_fork_class('/nonexistent/infofile')
+    assert Backend('coldoc', functools.partial(functools.partial(bound, queue='q'), timeout=5)).fork_class is bound
+    assert Backend('nofork', NoFork).fork_class is NoFork
+    with pytest.raises(TypeError, match='neither a fork class'):
+        fork_class_of(jobs.add)
 
 
 def test_nofork_runs_inline_and_cannot_terminate():
