@@ -33,7 +33,10 @@ from .exceptions import (
 )
 from .outcome import Outcome, call_capturing, describe_callable
 
-__all__ = ['ForkBase', 'new_task_id']
+__all__ = ['CAPABILITIES', 'ForkBase', 'new_task_id']
+
+#: The names of the capability flags of a fork class (see :class:`ForkBase`).
+CAPABILITIES: tuple[str, ...] = ('runs_inline', 'can_terminate', 'shared_wait', 'pickles_arguments', 'nested_waits')
 
 
 class _SharedState:
@@ -101,11 +104,45 @@ class ForkBase:
         traceback: the traceback of that exception as formatted where ``cmd``
             ran (a list of str), or ``None``.
 
-    Instances are thread-safe, and may be pickled after ``run``; where the
-    backend allows it, the copy can ``wait`` too.
+    Capabilities (class attributes, each backend sets its own, all listed
+    in :data:`CAPABILITIES` and returned by :meth:`capabilities`; a caller, or
+    a test suite run over every backend, reads them instead of knowing which
+    backend does what):
+        runs_inline: every task runs inline, in ``run``, in the calling
+            thread, whatever ``use_fork`` says (``nofork``); then
+            :meth:`can_fork` is False.
+        can_terminate: ``terminate`` stops a running task (False for
+            ``nofork``, whose ``terminate`` raises
+            :class:`ColdocTasksNotSupportedError`).
+        shared_wait: a copy pickled after ``run`` can ``wait`` from another
+            process of the machine (``coldoc``, ``celery``).  When False this
+            is not promised: a ``simple`` copy can wait only in the process
+            that ran the task, and elsewhere raises
+            :class:`ColdocTasksUsageError` (a ``nofork`` copy merely carries
+            the outcome it already had).
+        pickles_arguments: the call crosses a process boundary pickled, so an
+            argument that cannot be pickled is refused by ``run`` with
+            :class:`ColdocTasksSerializationError` (``coldoc``, ``celery``);
+            when False, arguments reach ``cmd`` as they are (``simple`` forks,
+            ``nofork`` runs inline).
+        nested_waits: a task may run tasks and wait for them, to any depth,
+            without deadlock (every backend).
+
+    Instances are thread-safe, and may be pickled after ``run``; where
+    ``shared_wait`` is True, the copy can ``wait`` from another process too.
     """
 
     fork_type: ClassVar[str] = ''
+    #: Every task runs inline, in ``run``, whatever ``use_fork`` says.
+    runs_inline: ClassVar[bool] = False
+    #: ``terminate`` stops a running task (else it raises ColdocTasksNotSupportedError).
+    can_terminate: ClassVar[bool] = True
+    #: A copy pickled after ``run`` can ``wait`` from another process.
+    shared_wait: ClassVar[bool] = False
+    #: The call is pickled to reach where it runs: ``run`` refuses an unpicklable argument.
+    pickles_arguments: ClassVar[bool] = False
+    #: A task may wait for tasks it ran, to any depth, without deadlock.
+    nested_waits: ClassVar[bool] = True
     #: Seconds ``terminate`` waits after SIGTERM before it sends SIGKILL.
     terminate_grace: ClassVar[float] = 2.0
 
@@ -129,8 +166,14 @@ class ForkBase:
     @classmethod
     def can_fork(cls) -> bool:
         """True if this backend runs tasks in another process (False for
-        ``nofork``); when False, ``use_fork`` is always False."""
-        return True
+        ``nofork``, whose tasks run inline: see ``runs_inline``); when False,
+        ``use_fork`` is always False."""
+        return not cls.runs_inline
+
+    @classmethod
+    def capabilities(cls) -> dict[str, bool]:
+        """The capability flags of this fork class, by name."""
+        return {name: getattr(cls, name) for name in CAPABILITIES}
 
     # -- the public contract ------------------------------------------------
 

@@ -43,6 +43,7 @@ __all__ = [
     'LegacyInfofileError',
     'UnsafePathError',
     'SelfCheckError',
+    'SelfCheckFailure',
 ]
 
 
@@ -221,3 +222,8 @@ class ColdocTasksSettingsError(ColdocTasksException):
 class SelfCheckError(Exception):
     """Raised on purpose by a task of the self-check (:mod:`coldoc_tasks.selfcheck`),
     to see it come back; not an error of the package."""
+
+
+class SelfCheckFailure(ColdocTasksException):
+    """A check of the self-check (:mod:`coldoc_tasks.selfcheck`) found the
+    backend breaking the contract; the message says what it saw."""

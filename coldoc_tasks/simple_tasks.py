@@ -220,6 +220,10 @@ class SimpleFork(ForkBase):
     """
 
     fork_type = 'simple'
+    #: The child's pid and result pipe belong to the process that ran the task.
+    shared_wait = False
+    #: The child inherits the call through fork(): arguments are never pickled.
+    pickles_arguments = False
 
     def __init__(self, use_fork: bool = True, timeout: float | None = None, queue: str | bool | None = None):
         super().__init__(use_fork=use_fork, timeout=timeout, queue=queue)
@@ -301,14 +305,17 @@ class NoFork(ForkBase):
     """
 
     fork_type = 'nofork'
+    #: Tasks run in ``run`` (so :meth:`can_fork` is False).
+    runs_inline = True
+    #: The task has finished before ``run`` returns.
+    can_terminate = False
+    #: No task to share: a pickled copy only carries the outcome it had.
+    shared_wait = False
+    #: The call is made in place.
+    pickles_arguments = False
 
     def __init__(self, use_fork: bool = True, timeout: float | None = None, queue: str | bool | None = None):
         super().__init__(use_fork=False, timeout=timeout, queue=queue)
-
-    @classmethod
-    def can_fork(cls) -> bool:
-        """False: a ``nofork`` task runs inline, in ``run``."""
-        return False
 
     def terminate(self) -> None:
         """Not available: a ``nofork`` task has finished before ``run`` returns."""

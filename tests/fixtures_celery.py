@@ -178,7 +178,7 @@ def celery_worker(request):
 def _backend(name: str, worker: Worker):
     from tests.conftest import Backend
 
-    return Backend(name, worker.fork_class, shared=True, pickles_arguments=True)
+    return Backend(name, worker.fork_class)
 
 
 @pytest.fixture(name='backend_celery-redis')

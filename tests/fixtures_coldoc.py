@@ -105,7 +105,7 @@ def coldoc_server_fresh():
 def _backend(name: str, server: RunningServer):
     from tests.conftest import Backend
 
-    return Backend(name, bind_fork_class(server.infofile), shared=True, pickles_arguments=True)
+    return Backend(name, bind_fork_class(server.infofile))
 
 
 @pytest.fixture

@@ -26,8 +26,14 @@ from tests.helpers import wait_process_gone
 
 
 def needs_process(backend):
-    if backend.inline:
+    if backend.fork_class.runs_inline:
         pytest.skip(f'{backend} runs tasks inline')
+
+
+def needs(backend, capability: str):
+    """Skip unless the backend's fork class declares ``capability``."""
+    if not getattr(backend.fork_class, capability):
+        pytest.skip(f'{backend} does not declare {capability}')
 
 
 def test_fork_type_and_task_id(backend):
@@ -63,7 +69,7 @@ def test_exception_type_args_and_remote_traceback(backend):
     assert isinstance(f.traceback, list) and all(isinstance(line, str) for line in f.traceback)
     text = ''.join(f.traceback)
     assert 'in fail' in text and 'raise JobError(*args)' in text
-    if not backend.inline:
+    if not backend.fork_class.runs_inline:
         assert isinstance(info.value.__cause__, ColdocTasksRemoteTraceback)
         assert 'in fail' in str(info.value.__cause__)
 
@@ -91,7 +97,7 @@ def test_runs_in_another_process_unless_inline(backend):
     f = backend.make()
     f.run(jobs.getpid)
     pid = f.wait()
-    assert (pid == __import__('os').getpid()) == backend.inline
+    assert (pid == __import__('os').getpid()) == backend.fork_class.runs_inline
 
 
 def test_wait_before_run_is_a_clear_error(backend):
@@ -183,6 +189,7 @@ def test_segfault_is_reported_with_its_signal(backend):
 
 def test_terminate_a_running_task(backend, rendezvous):
     needs_process(backend)
+    needs(backend, 'can_terminate')
     f = backend.make()
     f.run(jobs.rendezvous, rendezvous.address)
     _, (pid,) = rendezvous.accept()
@@ -194,6 +201,7 @@ def test_terminate_a_running_task(backend, rendezvous):
 
 def test_terminate_kills_a_task_ignoring_sigterm_and_its_grandchild(backend, rendezvous):
     needs_process(backend)
+    needs(backend, 'can_terminate')
     f = backend.make()
     f.run(jobs.rendezvous, rendezvous.address, ignore_sigterm=True, spawn_grandchild=True)
     _, (pid, grandchild) = rendezvous.accept()
@@ -210,7 +218,7 @@ def test_terminate_after_finish_changes_nothing(backend):
     f = backend.make()
     f.run(jobs.add, 5)
     assert f.wait() == 5
-    if backend.inline:
+    if not backend.fork_class.can_terminate:
         with pytest.raises(ColdocTasksNotSupportedError):
             f.terminate()
     else:
@@ -285,14 +293,18 @@ def test_value_the_waiter_cannot_import_is_a_clear_error(backend):
 def test_unpicklable_argument(backend):
     f = backend.make()
     lock = threading.Lock()
-    if backend.pickles_arguments:
+    if backend.fork_class.pickles_arguments:
         with pytest.raises(ColdocTasksSerializationError, match='lock'):
             f.run(jobs.identity, lock)
         assert f.task_id is None
     else:
         # passed through fork() or inline: no pickling needed for arguments
-        f.run(jobs.add, 2, 3)
-        assert f.wait(timeout=30) == 5
+        f.run(_type_name, lock)
+        assert f.wait(timeout=30) == 'lock'
+
+
+def _type_name(value):
+    return type(value).__name__
 
 
 def test_pickled_fork_object_can_wait(backend):
@@ -313,7 +325,7 @@ def test_pickled_fork_object_waited_in_another_process(backend):
     other = SimpleFork()
     other.run(_wait_pickled, data)
     result = other.wait(timeout=60)
-    if not backend.shared:
+    if not backend.fork_class.shared_wait:
         assert isinstance(result, ColdocTasksUsageError)
         assert 'only from the process that ran it' in str(result)
         assert f.wait(timeout=30) == 3
@@ -335,12 +347,14 @@ def _wait_pickled(data):
 
 
 def test_nested_tasks_depth_4(backend):
+    needs(backend, 'nested_waits')
     f = backend.make()
     f.run(jobs.nested, backend.make, 4)
     assert f.wait(timeout=60) == [1, 2, 3, 4]
 
 
 def test_nested_exception_arrives_at_the_top(backend):
+    needs(backend, 'nested_waits')
     f = backend.make()
     f.run(jobs.nested, backend.make, 4, jobs.JobError('deep', 4))
     with pytest.raises(jobs.JobError) as info:
@@ -350,6 +364,7 @@ def test_nested_exception_arrives_at_the_top(backend):
 
 
 def test_task_fans_out_subtasks(backend):
+    needs(backend, 'nested_waits')
     f = backend.make()
     f.run(jobs.fan_out, backend.make, 6)
     assert f.wait(timeout=60) == sum(range(1, 7))

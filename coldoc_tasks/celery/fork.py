@@ -144,6 +144,10 @@ class CeleryFork(ForkBase):
     """
 
     fork_type = 'celery'
+    #: The outcome is in the result backend, which every process can reach.
+    shared_wait = True
+    #: The call travels to a worker through the broker, pickled.
+    pickles_arguments = True
     #: Seconds between two looks, while waiting, at why a task has no result yet.
     liveness_interval: ClassVar[float] = 2.0
     #: The celeryconfig of a class bound to one by :func:`fork_class_for`.
@@ -167,11 +171,6 @@ class CeleryFork(ForkBase):
             app_for(self._celeryconfig)  # a bad celeryconfig is reported here, not at run()
         self._call_data: bytes | None = None
         self._run_here_lock = threading.Lock()
-
-    @classmethod
-    def can_fork(cls) -> bool:
-        """True: a task runs elsewhere, on a Celery worker."""
-        return True
 
     @property
     def app(self) -> celery.Celery:

@@ -69,6 +69,10 @@ class ColdocFork(ForkBase):
     """
 
     fork_type = 'coldoc'
+    #: The server keeps the outcome for a copy (see ``__getstate__``).
+    shared_wait = True
+    #: The call travels to a worker through the server, pickled.
+    pickles_arguments = True
     #: the infofile used when none is given (set on classes made by :func:`get_fork_class`)
     default_infofile: str | None = None
 
