@@ -17,7 +17,7 @@ demo: venv
 	$(BIN)/python -m coldoc_tasks.demo
 
 lint: venv
-	$(BIN)/ruff check .
+	$(BIN)/ruff check --no-cache .
 
 test: lint
 	$(BIN)/python -m pytest

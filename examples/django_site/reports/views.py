@@ -4,11 +4,12 @@ import logging
 import os
 import pickle
 
-from coldoc_tasks.coldoc_tasks import ping
-from coldoc_tasks.django_support import get_chooser, get_fork_class, read_settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
+
+from coldoc_tasks.coldoc_tasks import ping
+from coldoc_tasks.django_support import get_chooser, get_fork_class, read_settings
 
 from .models import Computation
 from .tasks import factorize
