@@ -23,6 +23,7 @@ import importlib
 import logging
 import os
 import select
+import subprocess
 import threading
 import time
 import traceback
@@ -322,8 +323,6 @@ def proc_join(proc: Any, timeout: float | None = None) -> bool:
         proc.join(timeout)
         return not proc.is_alive() if hasattr(proc, 'is_alive') else True
     if hasattr(proc, 'wait'):
-        import subprocess
-
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -22,6 +22,8 @@ import os
 import sys
 from typing import Any
 
+from ..exceptions import ColdocTasksException
+
 ENV_CELERYCONFIG = 'COLDOC_TASKS_CELERYCONFIG'
 
 
@@ -88,7 +90,6 @@ def _fail(exc: Exception) -> int:
 
 
 def _start(args: argparse.Namespace) -> int:
-    from ..exceptions import ColdocTasksException
     from . import daemon as celery_daemon
 
     try:
@@ -100,7 +101,6 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _daemon(args: argparse.Namespace) -> int:
-    from ..exceptions import ColdocTasksException
     from . import daemon as celery_daemon
 
     try:
@@ -117,7 +117,6 @@ def _timeout(args: argparse.Namespace, default: float) -> float:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from ..exceptions import ColdocTasksException
     from . import control as celery_control
 
     try:
@@ -132,7 +131,6 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from ..exceptions import ColdocTasksException
     from . import control as celery_control
 
     try:
@@ -156,7 +154,6 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _ping(args: argparse.Namespace) -> int:
-    from ..exceptions import ColdocTasksException
     from . import control as celery_control
 
     try:
@@ -172,7 +169,6 @@ def _ping(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from ..exceptions import ColdocTasksException
     from . import check as celery_check
 
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import select
 from collections.abc import Callable
 from typing import Any
 
@@ -193,8 +194,6 @@ def shutdown(infofile: PathLike | None = None, *args: Any, address: str | None =
 
 
 def _wait_exit(pid: int, timeout: float) -> None:
-    import select
-
     try:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
