@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -115,6 +114,7 @@ class TaskExecutor(concurrent.futures.Executor):
         self.fork_class = fork_class
         self._lock = threading.Lock()
         self._shutdown = False
+        self._stopping = False
         self._active: set[TaskFuture] = set()  # submitted, still watched by the resolver
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -185,9 +185,11 @@ class TaskExecutor(concurrent.futures.Executor):
         return self._loop
 
     def _stop_loop(self) -> None:
-        if self._loop is not None:
-            with contextlib.suppress(RuntimeError):  # it has stopped and closed already
-                self._loop.call_soon_threadsafe(self._loop.stop)
+        # Called with the lock held.  Once only: a second stop() would
+        # interrupt the loop's last run, which shuts its default executor down.
+        if self._loop is not None and not self._stopping:
+            self._stopping = True
+            self._loop.call_soon_threadsafe(self._loop.stop)
 
     @staticmethod
     def _resolve(loop: asyncio.AbstractEventLoop) -> None:
