@@ -29,3 +29,12 @@ async def async_fail(*args):
 async def async_gather(n):
     """Runs n coroutines concurrently in the task's own loop."""
     return sum(await asyncio.gather(*(async_add(i, 1) for i in range(n))))
+
+
+async def async_nested(make_fork, depth):
+    """A chain of ``depth`` async tasks, each awaiting the next with wait_async."""
+    if depth == 0:
+        return 'leaf'
+    f = make_fork()
+    f.run(async_nested, make_fork, depth - 1)
+    return await f.wait_async(timeout=120)

@@ -214,3 +214,9 @@ def test_a_coroutine_object_is_refused(backend):
             backend.make().run(coro)
     finally:
         coro.close()
+
+
+def test_nested_async_tasks_await_each_other(backend):
+    f = backend.make()
+    f.run(jobs_async.async_nested, backend.make, 3)
+    assert f.wait(timeout=120) == 'leaf'
