@@ -255,7 +255,8 @@ class ForkBase:
         Where the backend has something to wait on (the ``coldoc`` client's
         connection, the ``simple`` child's pipe) no thread is taken; ``nofork``
         has its outcome at once; ``celery`` waits in a thread of the loop's
-        default executor.  Cancelling the coroutine stops the wait, not the task.
+        default executor (as does a second wait for the same task while one
+        collects it).  Cancelling the coroutine stops the wait, not the task.
         """
         timeout = self.timeout if timeout is None else check_timeout(timeout)
         if self.task_id is None:
