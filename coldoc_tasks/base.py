@@ -6,16 +6,21 @@ came of it::
     f = fork_class(use_fork=True, timeout=None, queue=None)
     f.run(cmd, *args, **kwargs)          # schedules cmd and returns at once
     value = f.wait(timeout=None, raise_exception=True)
+    value = await f.wait_async(timeout=None, raise_exception=True)
 
 :class:`ForkBase` implements the contract: the state machine (``run`` once,
 then ``wait`` any number of times), the inline path of ``use_fork=False``,
 the delivery of values and exceptions, thread safety and pickling.  A backend
 subclass only implements the hooks ``_submit``, ``_collect`` and
-``_terminate``.
+``_terminate``, and may implement ``_collect_async`` (else ``wait_async``
+blocks in a thread of the event loop's default executor).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
 import os
 import threading
 import time
@@ -178,12 +183,19 @@ class ForkBase:
     # -- the public contract ------------------------------------------------
 
     def run(self, cmd: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        """Schedule ``cmd(*args, **kwargs)`` and return at once.
+        """Schedule ``cmd(*args, **kwargs)`` and return at once.  ``cmd`` may
+        be an ``async def`` function: its coroutine is run to completion with
+        :func:`asyncio.run` where the task runs.
 
         Raises :class:`ColdocTasksUsageError` if ``run`` was already called or
         ``cmd`` is not callable, and :class:`ColdocTasksSerializationError` if
         the call cannot be sent to where it would run.
         """
+        if inspect.iscoroutine(cmd):
+            raise ColdocTasksUsageError(
+                f'run() was given a coroutine object ({cmd.__qualname__}), which cannot be sent to another '
+                f'process nor run in another event loop: pass the async function and its arguments, '
+                f'run({cmd.__qualname__}, *args)')
         if not callable(cmd):
             raise ColdocTasksUsageError(f'run() needs a callable as its first argument, not {type(cmd).__name__}')
         with self._lock:
@@ -234,6 +246,43 @@ class ForkBase:
                 if self._outcome is None:
                     self._set_outcome(collected)
                 outcome = self._outcome
+        return self._deliver(outcome, raise_exception)
+
+    async def wait_async(self, timeout: float | None = None, raise_exception: bool = True) -> Any:
+        """:meth:`wait`, for a coroutine: the same value, exceptions and
+        timeout, without blocking the event loop.
+
+        Where the backend has something to wait on (the ``coldoc`` client's
+        connection, the ``simple`` child's pipe) no thread is taken; ``nofork``
+        has its outcome at once; ``celery`` waits in a thread of the loop's
+        default executor (as does a second wait for the same task while one
+        collects it).  Cancelling the coroutine stops the wait, not the task.
+        """
+        timeout = self.timeout if timeout is None else check_timeout(timeout)
+        if self.task_id is None:
+            raise ColdocTasksUsageError('wait_async() was called before run()')
+        outcome = self._outcome
+        if outcome is None:
+            shared = self._shared_state()
+            if not shared.lock.acquire(blocking=False):
+                # Another thread (or coroutine) collects the outcome for every
+                # copy of this task: wait behind it, in a thread, as wait() would.
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(None, functools.partial(self.wait, timeout, raise_exception))
+            try:
+                if shared.outcome is None:
+                    shared.outcome = await self._collect_async(timeout)
+                collected = shared.outcome
+            finally:
+                shared.lock.release()
+            with self._lock:
+                if self._outcome is None:
+                    self._set_outcome(collected)
+                outcome = self._outcome
+        return self._deliver(outcome, raise_exception)
+
+    @staticmethod
+    def _deliver(outcome: Outcome, raise_exception: bool) -> Any:
         if outcome.exception is None:
             return outcome.value
         if isinstance(outcome.exception, ColdocTasksProcessLookupError) or raise_exception:
@@ -264,6 +313,12 @@ class ForkBase:
         :class:`ColdocTasksProcessLookupError`.  May be called from several
         threads at once."""
         raise NotImplementedError
+
+    async def _collect_async(self, timeout: float | None) -> Outcome:
+        """:meth:`_collect` for a coroutine, in the event loop's thread.  This
+        default blocks in a thread of the loop's default executor; a backend
+        with something to wait on overrides it."""
+        return await asyncio.get_running_loop().run_in_executor(None, self._collect, timeout)
 
     def _terminate(self) -> None:
         """Stop the running task."""

@@ -26,6 +26,7 @@ exception over it travels as that substitute, shortened if need be.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import pickle
 import struct
@@ -33,6 +34,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from .aio import run_coroutine
 from .exceptions import ColdocTasksMessageSizeError, ColdocTasksRemoteError, ColdocTasksSerializationError
 
 PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -78,9 +80,13 @@ def type_name(obj: Any) -> str:
 
 def call_capturing(cmd: Callable, args: tuple, kwargs: dict) -> Outcome:
     """Call ``cmd(*args, **kwargs)`` and return what came of it, never raising
-    for the callable's sake."""
+    for the callable's sake.  A coroutine it returns (``cmd`` is an ``async
+    def``) is run to completion here (see :func:`~coldoc_tasks.aio.run_coroutine`)."""
     try:
-        return Outcome(value=cmd(*args, **kwargs))
+        value = cmd(*args, **kwargs)
+        if inspect.iscoroutine(value):
+            value = run_coroutine(value)
+        return Outcome(value=value)
     except BaseException as exc:  # every failure of the task is its result
         return Outcome(exception=exc, traceback=traceback.format_exception(type(exc), exc, exc.__traceback__))
 

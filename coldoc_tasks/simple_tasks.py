@@ -20,6 +20,7 @@ the process that waits for it, with no server in between to protect.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import select
 import signal
@@ -30,6 +31,7 @@ import time
 import weakref
 from collections.abc import Callable
 
+from .aio import wait_future
 from .base import ForkBase, new_task_id
 from .exceptions import (
     ColdocTasksBackendUnavailableError,
@@ -158,6 +160,46 @@ class _Child:
         finally:
             if pidfd >= 0:
                 os.close(pidfd)
+        return self._finish()
+
+    async def collect_async(self, timeout: float | None, on_timeout: Callable[[], Exception]) -> Outcome:
+        """:meth:`collect` for a coroutine: the loop watches the pipe and a
+        pidfd of the child (``loop.add_reader``), no thread is taken."""
+        if self.outcome is not None:
+            return self.outcome
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pidfd = os.pidfd_open(self.pid) if hasattr(os, 'pidfd_open') else -1
+        exited = eof = False
+        try:
+            while True:
+                eof = self.read_available()
+                complete = self.payload_complete()
+                if exited or eof or (complete and pidfd < 0):
+                    break
+                # Once all is read, only the exit is left to wait for (so that
+                # reaping does not block the loop), and the timeout no longer counts.
+                watched = [pidfd] if complete else [self.fd] + ([pidfd] if pidfd >= 0 else [])
+                remaining = None if deadline is None or complete else max(0.0, deadline - time.monotonic())
+                future = loop.create_future()
+                for fd in watched:
+                    loop.add_reader(fd, _resolve, future, fd)
+                try:
+                    if not await wait_future(future, remaining):
+                        raise on_timeout()
+                finally:
+                    for fd in watched:
+                        loop.remove_reader(fd)
+                exited = future.result() == pidfd
+            if exited and not eof:
+                self.read_available()  # the child is gone: all it wrote is in the pipe
+        finally:
+            if pidfd >= 0:
+                os.close(pidfd)
+        return self._finish()
+
+    def _finish(self) -> Outcome:
+        """Reap the child and make its outcome of what it sent."""
         status = self.reap()
         if self.payload_complete():
             self.outcome = loads_outcome(bytes(memoryview(self.buffer)[_HEADER.size:]))
@@ -190,6 +232,11 @@ class _Child:
         with self.signal_lock:
             if not self._state['reaped']:
                 signal_group(self.pid, signal.SIGKILL)
+
+
+def _resolve(future: asyncio.Future, fd: int) -> None:
+    if not future.done():
+        future.set_result(fd)
 
 
 def _child_main(write_fd: int, cmd: Callable, args: tuple, kwargs: dict) -> None:
@@ -267,6 +314,9 @@ class SimpleFork(ForkBase):
         # ForkBase.wait serialises collection for every copy of this task in
         # this process (and a simple task lives in one process only).
         return self._child().collect(timeout, lambda: self._timeout_error(timeout))
+
+    async def _collect_async(self, timeout: float | None) -> Outcome:
+        return await self._child().collect_async(timeout, lambda: self._timeout_error(timeout))
 
     def _terminate(self) -> None:
         self._child().terminate(self.terminate_grace)

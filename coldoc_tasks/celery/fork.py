@@ -141,6 +141,10 @@ class CeleryFork(ForkBase):
 
     ``task_id`` is Celery's task id.  A pickled copy can ``wait`` in any
     process that reaches the same broker and result backend.
+
+    ``wait_async`` has no socket of ours to wait on (the result backend is
+    Celery's): it runs the blocking wait in a thread of the event loop's
+    default executor, one thread per waiting coroutine.
     """
 
     fork_type = 'celery'

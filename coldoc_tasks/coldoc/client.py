@@ -12,6 +12,7 @@ its own when it needs one.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -19,8 +20,10 @@ import os
 import socket
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
+from ..aio import threadsafe_future, wait_future
 from ..durations import format_seconds
 from ..exceptions import (
     ColdocTasksConnectionError,
@@ -46,9 +49,10 @@ LATE_RESULTS_KEPT = 10_000
 class PushSlot:
     """Where the pushed outcome of one task submitted by this process lands.
     ``latch`` is released when it has (or when the connection broke, leaving
-    ``message`` None)."""
+    ``message`` None); then the callbacks of :meth:`add_done_callback` run,
+    in the reader thread."""
 
-    __slots__ = ('latch', 'message', 'body', 'pid', '__weakref__')
+    __slots__ = ('latch', 'message', 'body', 'pid', '_callbacks', '_done', '__weakref__')
 
     def __init__(self):
         self.pid = os.getpid()  # a copy inherited by a forked child is not fed
@@ -56,17 +60,55 @@ class PushSlot:
         self.latch.acquire()
         self.message: Pushed | PushedLost | None = None
         self.body = b''
+        self._callbacks: list[Callable[[], None]] = []
+        self._done = False
+
+    def fill(self, message: Pushed | PushedLost | None, body: bytes = b'') -> None:
+        """Land the outcome (``None``: the connection broke) and wake who waits."""
+        self.message, self.body = message, body
+        with _callbacks_lock:
+            self._done = True
+            callbacks, self._callbacks = self._callbacks, []
+        self.latch.release()
+        for callback in callbacks:
+            callback()
+
+    def add_done_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` (which must not raise) once the slot is filled;
+        at once if it is."""
+        with _callbacks_lock:
+            if not self._done:
+                self._callbacks.append(callback)
+                return
+        callback()
+
+    def remove_done_callback(self, callback: Callable[[], None]) -> None:
+        with _callbacks_lock, contextlib.suppress(ValueError):
+            self._callbacks.remove(callback)
 
 
 class _Reply:
-    """A slot for the reply to one request."""
+    """A slot for the reply to one request; ``callback`` (which must not
+    raise) is called, in the reader thread, once it has arrived."""
 
-    __slots__ = ('event', 'message', 'body')
+    __slots__ = ('event', 'message', 'body', 'callback')
 
-    def __init__(self):
+    def __init__(self, callback: Callable[[], None] | None = None):
         self.event = threading.Event()
         self.message: Message | None = None
         self.body = b''
+        self.callback = callback
+
+    def fill(self, message: Message | None, body: bytes = b'') -> None:
+        self.message, self.body = message, body
+        self.event.set()
+        if self.callback is not None:
+            self.callback()
+
+
+# Guards the callbacks of every PushSlot: contention is rare, and a lock per
+# slot would cost every task its allocation.
+_callbacks_lock = threading.Lock()
 
 
 class ServerConnection:
@@ -138,21 +180,55 @@ class ServerConnection:
         return the reply and its body; raise the error the server answers,
         or :class:`ColdocTasksTimeoutError` after ``timeout`` (first telling
         the server to forget the wait, with ``unwait_on_timeout``)."""
+        rid, reply = self._start(kind, fields, body, None)
+        if not reply.event.wait(timeout):
+            self._give_up(rid, reply, unwait_on_timeout)
+            raise ColdocTasksTimeoutError(f'no reply from the task server within {format_seconds(timeout)} s')
+        return self._answer(reply)
+
+    async def request_async(self, kind: type[Message], *fields: Any, body: bytes = b'',
+                            timeout: float | None = None, unwait_on_timeout: bool = False) -> tuple[Message, bytes]:
+        """:meth:`request`, for a coroutine: the reader thread resolves a
+        future of the running loop.  If the coroutine is cancelled, a result
+        that arrives meanwhile is kept in :attr:`late_results`."""
+        future, wake = threadsafe_future(asyncio.get_running_loop())
+        rid, reply = self._start(kind, fields, body, wake)
+        try:
+            arrived = await wait_future(future, timeout)
+        except BaseException:
+            if not self._give_up(rid, reply, unwait_on_timeout) and isinstance(reply.message, (Result, Lost)):
+                self._keep_late(reply.message, reply.body)
+            raise
+        if not arrived:
+            self._give_up(rid, reply, unwait_on_timeout)
+            raise ColdocTasksTimeoutError(f'no reply from the task server within {format_seconds(timeout)} s')
+        return self._answer(reply)
+
+    def _start(self, kind: type[Message], fields: tuple, body: bytes,
+               callback: Callable[[], None] | None) -> tuple[int, _Reply]:
         rid = next(self._rids)
-        reply = _Reply()
+        reply = _Reply(callback)
         self._pending[rid] = reply
         try:
             self._send(kind(rid, *fields).encode(body))
         except BaseException:
             self._pending.pop(rid, None)
             raise
-        if not reply.event.wait(timeout):
-            if self._pending.pop(rid, None) is not None:
-                if unwait_on_timeout:
-                    with contextlib.suppress(ColdocTasksConnectionError):
-                        self.send(Unwait(rid))
-                raise ColdocTasksTimeoutError(f'no reply from the task server within {format_seconds(timeout)} s')
-            reply.event.wait()  # the reply arrived just now
+        return rid, reply
+
+    def _give_up(self, rid: int, reply: _Reply, unwait: bool) -> bool:
+        """Stop waiting for the reply to ``rid``: True if it had not come
+        (the server is told to forget the wait, with ``unwait``)."""
+        if self._pending.pop(rid, None) is not None:
+            if unwait:
+                with contextlib.suppress(ColdocTasksConnectionError):
+                    self.send(Unwait(rid))
+            return True
+        # The reader took it just now: it is filled in an instant.
+        reply.event.wait()
+        return False
+
+    def _answer(self, reply: _Reply) -> tuple[Message, bytes]:
         if reply.message is None:
             raise self.broken
         if isinstance(reply.message, Error):
@@ -171,15 +247,13 @@ class ServerConnection:
                     if isinstance(message, (Pushed, PushedLost)):
                         slot = self.push_slots.pop(message.task_id, None)
                         if slot is not None:  # else every fork object of the task was dropped
-                            slot.message, slot.body = message, body
-                            slot.latch.release()
+                            slot.fill(message, body)
                         continue
                     if isinstance(message, Dropped):
                         raise ServerGoneError(message.message)
                     reply = self._pending.pop(message.rid, None)
                     if reply is not None:
-                        reply.message, reply.body = message, body
-                        reply.event.set()
+                        reply.fill(message, body)
                     elif isinstance(message, (Result, Lost)):
                         self._keep_late(message, body)
         except ColdocTasksConnectionError as exc:
@@ -202,11 +276,11 @@ class ServerConnection:
         for rid in list(self._pending):
             reply = self._pending.pop(rid, None)
             if reply is not None:
-                reply.event.set()
+                reply.fill(None)
         for task_id in list(self.push_slots):
             slot = self.push_slots.pop(task_id, None)
             if slot is not None:
-                slot.latch.release()
+                slot.fill(None)
 
     def close(self) -> None:
         self._break(ServerGoneError('the connection was closed by this process'))

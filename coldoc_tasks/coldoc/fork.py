@@ -12,6 +12,7 @@ server answers (what the chooser of :mod:`coldoc_tasks.task_utils` uses).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copyreg
 import functools
@@ -19,6 +20,7 @@ import logging
 import os
 from collections.abc import Callable
 
+from ..aio import threadsafe_future, wait_future
 from ..base import ForkBase, new_task_id
 from ..exceptions import (
     ColdocTasksBackendUnavailableError,
@@ -136,20 +138,27 @@ class ColdocFork(ForkBase):
             raise
         return task_id
 
-    def _collect(self, timeout: float | None) -> Outcome:
+    def _push_slot(self) -> PushSlot | None:
         slot = self._push
         if slot is not None and slot.pid != os.getpid():
             # Inherited through fork(): only the parent's connection is fed
             # with the push; ask the server instead.
             slot = self._push = None
+        return slot
+
+    def _slot_outcome(self, slot: PushSlot) -> Outcome:
+        if slot.message is None:
+            return Outcome(exception=ColdocTasksProcessLookupError(
+                f'task {self.task_id}: the task server went away while waiting'))
+        return self._decode(slot.message, slot.body)
+
+    def _collect(self, timeout: float | None) -> Outcome:
+        slot = self._push_slot()
         if slot is not None:
             if not slot.latch.acquire(timeout=-1 if timeout is None else timeout):
                 raise self._timeout_error(timeout)
             slot.latch.release()
-            if slot.message is None:
-                return Outcome(exception=ColdocTasksProcessLookupError(
-                    f'task {self.task_id}: the task server went away while waiting'))
-            return self._decode(slot.message, slot.body)
+            return self._slot_outcome(slot)
         try:
             connection = self._connection()
         except (ColdocTasksConnectionError, InfofileError) as exc:
@@ -168,6 +177,39 @@ class ColdocFork(ForkBase):
             return Outcome(exception=ColdocTasksProcessLookupError(
                 f'task {self.task_id}: the task server went away while waiting ({exc})'))
         return self._decode(message, body)
+
+    async def _collect_async(self, timeout: float | None) -> Outcome:
+        # The push, or the reply to a Wait, is handed over by the connection's
+        # reader thread: the coroutine waits on a future it resolves.
+        slot = self._push_slot()
+        loop = asyncio.get_running_loop()
+        if slot is not None:
+            future, wake = threadsafe_future(loop)
+            slot.add_done_callback(wake)
+            try:
+                if not await wait_future(future, timeout):
+                    raise self._timeout_error(timeout)
+            finally:
+                slot.remove_done_callback(wake)
+            return self._slot_outcome(slot)
+        try:
+            # The first use in this process connects and authenticates: not in the loop's thread.
+            connection = await loop.run_in_executor(None, self._connection)
+        except (ColdocTasksConnectionError, InfofileError) as exc:
+            return Outcome(exception=ColdocTasksProcessLookupError(
+                f'task {self.task_id}: the task server is gone ({exc})'))
+        late = connection.late_results.pop(self.task_id, None)
+        if late is not None:
+            return self._decode(*late)
+        try:
+            reply = await connection.request_async(Wait, self.task_id, context.CURRENT_TASK_ID,
+                                                   timeout=timeout, unwait_on_timeout=True)
+        except ColdocTasksTimeoutError:
+            raise self._timeout_error(timeout) from None
+        except ColdocTasksConnectionError as exc:
+            return Outcome(exception=ColdocTasksProcessLookupError(
+                f'task {self.task_id}: the task server went away while waiting ({exc})'))
+        return self._decode(*reply)
 
     @staticmethod
     def _decode(message: Message, body: bytes) -> Outcome:
