@@ -100,7 +100,7 @@ def check_progress(done: Any, total: Any, message: Any, metadata: dict[str, Any]
         try:
             size = len(json.dumps([message, metadata], allow_nan=False).encode('utf-8', 'surrogatepass'))
         except (TypeError, ValueError) as exc:
-            raise ColdocTasksUsageError(f'progress(): the metadata must be JSON-serialisable: {exc}') from None
+            raise ColdocTasksUsageError(f'progress(): metadata must be JSON-serialisable: {exc}') from None
         if size > MAX_PROGRESS_BYTES:
             raise ColdocTasksUsageError(
                 f'progress(): the message and metadata take {size} bytes in JSON, over the limit of '
