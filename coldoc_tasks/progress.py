@@ -84,13 +84,22 @@ def _is_count(value: Any) -> bool:
 
 
 def _check_count(name: str, value: Any) -> None:
-    if not _is_count(value):
-        raise ColdocTasksUsageError(f'progress(): {name} must be a finite number >= 0, not {value!r:.100}')
+    # The common types first: this runs at every call of a tight loop.
+    kind = type(value)
+    if kind is int:
+        if value >= 0:
+            return
+    elif kind is float:
+        if 0 <= value < math.inf:  # (NaN compares False)
+            return
+    elif _is_count(value):
+        return
+    raise ColdocTasksUsageError(f'progress(): {name} must be a finite number >= 0, not {value!r:.100}')
 
 
-def check_progress(done: Any, total: Any, message: Any, metadata: dict[str, Any]) -> Progress:
-    """The report of these arguments, checked; raise
-    :class:`ColdocTasksUsageError` naming what is wrong."""
+def check_progress(done: Any, total: Any, message: Any, metadata: dict[str, Any]) -> None:
+    """Check the arguments of a report; raise :class:`ColdocTasksUsageError`
+    naming what is wrong."""
     _check_count('done', done)
     if total is not None:
         _check_count('total', total)
@@ -105,13 +114,14 @@ def check_progress(done: Any, total: Any, message: Any, metadata: dict[str, Any]
             raise ColdocTasksUsageError(
                 f'progress(): the message and metadata take {size} bytes in JSON, over the limit of '
                 f'{MAX_PROGRESS_BYTES}')
-    return Progress(done, total, message, metadata)
 
 
 class Reporter:
     """Sends the reports of the task this process runs, coalesced.
 
-    ``send(report)`` delivers one report; it returns False if it could not
+    :meth:`report` takes a :class:`Progress`, or a plain tuple of its fields
+    (made into one only when it is sent: most reports never are).
+    ``send(report)`` delivers one :class:`Progress`; it returns False if it could not
     do so now (it is tried again after the interval).  It is called with the
     reporter's lock held, from the task's threads or from a timer thread,
     never after :meth:`close`.
@@ -121,13 +131,13 @@ class Reporter:
         self._send = send
         self.interval = interval
         self._lock = threading.Lock()
-        self._latest: Progress | None = None
+        self._latest: Progress | tuple | None = None
         self._pending = False
         self._next = 0.0
         self._timer: threading.Timer | None = None
         self._closed = False
 
-    def report(self, report: Progress) -> None:
+    def report(self, report: Progress | tuple) -> None:
         with self._lock:
             if self._closed:
                 return
@@ -141,10 +151,10 @@ class Reporter:
                 self._timer.daemon = True
                 self._timer.start()
 
-    def _deliver(self, report: Progress, now: float) -> bool:
+    def _deliver(self, report: Progress | tuple, now: float) -> bool:
         self._next = now + self.interval
         try:
-            sent = self._send(report) is not False
+            sent = self._send(Progress._make(report)) is not False
         except Exception:
             # A report that cannot travel must not fail the task: its result still can.
             logger.warning('cannot send the progress of this task', exc_info=True)
@@ -179,7 +189,8 @@ class Reporter:
     @property
     def latest(self) -> Progress | None:
         """The last report made, sent or not."""
-        return self._latest
+        latest = self._latest
+        return None if latest is None else Progress._make(latest)
 
 
 class _Inline:
@@ -191,8 +202,8 @@ class _Inline:
     def __init__(self, store: Callable[[Progress], None]):
         self.store = store
 
-    def report(self, report: Progress) -> None:
-        self.store(report)
+    def report(self, report: Progress | tuple) -> None:
+        self.store(Progress._make(report))
 
 
 # The reporter of the task this process runs (a simple child, a coldoc or
@@ -222,10 +233,10 @@ def progress(done: float, total: float | None = None, message: str = '', **metad
     a task it does nothing but check its arguments.  A bad argument raises
     :class:`ColdocTasksUsageError`.
     """
-    report = check_progress(done, total, message, metadata)
+    check_progress(done, total, message, metadata)
     reporter = getattr(_thread, 'reporter', None) or _process_reporter
     if reporter is not None:
-        reporter.report(report)
+        reporter.report((done, total, message, metadata))
 
 
 @contextlib.contextmanager
