@@ -54,3 +54,21 @@ def nested_rq(depth: int, redis_url: str, timeout: float = 10.0) -> int:
         return 0
     job = rq_queue(redis_url).enqueue(nested_rq, depth - 1, redis_url, timeout)
     return rq_collect(job, timeout) + 1
+
+
+def progress_loop(n: int = 100_000) -> dict:
+    """Time a tight loop of ``n`` iterations twice, bare and with a call of
+    ``coldoc_tasks.progress`` in each; return both times, in seconds."""
+    from coldoc_tasks import progress
+
+    total = 0
+    start = time.perf_counter()
+    for i in range(n):
+        total += i
+    bare = time.perf_counter() - start
+    start = time.perf_counter()
+    for i in range(n):
+        total += i
+        progress(i + 1, n, 'step')
+    reporting = time.perf_counter() - start
+    return {'n': n, 'bare_s': bare, 'progress_s': reporting}

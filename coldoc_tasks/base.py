@@ -37,6 +37,7 @@ from .exceptions import (
     ColdocTasksUsageError,
 )
 from .outcome import Outcome, call_capturing, describe_callable
+from .progress import Progress, reporting_inline
 
 __all__ = ['CAPABILITIES', 'ForkBase', 'new_task_id']
 
@@ -150,6 +151,8 @@ class ForkBase:
     nested_waits: ClassVar[bool] = True
     #: Seconds ``terminate`` waits after SIGTERM before it sends SIGKILL.
     terminate_grace: ClassVar[float] = 2.0
+    #: The latest progress seen by this fork object (see :meth:`progress`).
+    _progress: Progress | None = None
 
     def __init__(self, use_fork: bool = True, timeout: float | None = None, queue: str | bool | None = None):
         self.use_fork = bool(use_fork) and self.can_fork()
@@ -208,7 +211,7 @@ class ForkBase:
             else:
                 self.task_id = new_task_id()
                 self._inline = True
-                self._set_outcome(call_capturing(cmd, args, kwargs))
+                self._set_outcome(self._call_inline(cmd, args, kwargs))
 
     def wait(self, timeout: float | None = None, raise_exception: bool = True) -> Any:
         """Wait for the task and return its value.
@@ -289,6 +292,17 @@ class ForkBase:
             raise outcome.exception
         return outcome.exception
 
+    def progress(self) -> Progress | None:
+        """The latest progress the task reported with
+        :func:`coldoc_tasks.progress`, as ``Progress(done, total, message,
+        metadata)``, or ``None`` if it reported none (yet).  Never blocks;
+        after the task ended it keeps returning the last report."""
+        if self.task_id is not None and not self._inline:
+            latest = self._read_progress()
+            if latest is not None:
+                self._progress = latest
+        return self._progress
+
     def terminate(self) -> None:
         """Stop the task.  A later ``wait`` raises
         :class:`ColdocTasksProcessLookupError`, unless the task had already
@@ -324,11 +338,22 @@ class ForkBase:
         """Stop the running task."""
         raise NotImplementedError
 
+    def _read_progress(self) -> Progress | None:
+        """The latest report known here now, without blocking (``None``:
+        none new)."""
+        return None
+
     def _timeout_error(self, timeout: float | None) -> ColdocTasksTimeoutError:
         return ColdocTasksTimeoutError(
             f'task {self.task_id} ({self.cmd_name}) did not finish within {format_seconds(timeout)} s')
 
     # -- internals ------------------------------------------------------------
+
+    def _call_inline(self, cmd: Callable, args: tuple, kwargs: dict) -> Outcome:
+        def store(report: Progress) -> None:
+            self._progress = report
+        with reporting_inline(store):
+            return call_capturing(cmd, args, kwargs)
 
     def _set_outcome(self, outcome: Outcome) -> None:
         exc = outcome.exception

@@ -1,10 +1,11 @@
 """The ``simple`` backend (one ``os.fork()`` per task) and ``nofork`` (inline).
 
 ``simple``: ``run`` forks a child that calls ``cmd`` and writes its pickled
-outcome to a pipe, framed by an 8-byte length, then exits::
+outcome to a pipe, framed by a kind byte and an 8-byte length, then exits::
 
     parent: run() --fork--> child: call cmd, pickle outcome
-            wait() <-- pipe: [length][outcome] --/  then os._exit(0)
+      progress() <-- pipe: [p][length][JSON report] ...  (coalesced, non-blocking)
+            wait() <-- pipe: [r][length][outcome] --/  then os._exit(0)
             wait() <-- pidfd readable: the child exited (or died)
 
 ``wait`` blocks in ``poll`` on the pipe and on a pidfd of the child, so it
@@ -21,6 +22,8 @@ the process that waits for it, with no server in between to protect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import select
 import signal
@@ -41,10 +44,13 @@ from .exceptions import (
 )
 from .forking import describe_wait_status, fork_task_process, signal_group
 from .outcome import Outcome, call_capturing, dumps_outcome, loads_outcome
+from .progress import Progress, reporting
 
 __all__ = ['SimpleFork', 'NoFork', 'fork_class', 'nofork_class', 'get_fork_class']
 
-_HEADER = struct.Struct('!Q')
+_HEADER = struct.Struct('!cQ')
+_PROGRESS = b'p'
+_RESULT = b'r'
 _READ_CHUNK = 1 << 20
 
 # Held from the creation of a child's pipe until the parent has closed its
@@ -104,20 +110,43 @@ class _Child:
         self.fd = fd
         self.buffer = bytearray()
         self.outcome: Outcome | None = None
+        self.progress: Progress | None = None
         self.terminated = False
+        # Guards the pipe and the buffer: progress() reads them while a
+        # wait() may be blocked on the pipe in another thread.
+        self.read_lock = threading.Lock()
         # Guards the pid against reuse: no signal is sent once it is reaped.
         self.signal_lock = threading.Lock()
         self._state = {'reaped': False}
         self._finalizer = weakref.finalize(self, _abandon, pid, fd, self._state)
 
     def payload_complete(self) -> bool:
-        if len(self.buffer) < _HEADER.size:
-            return False
-        (length,) = _HEADER.unpack_from(self.buffer)
-        return len(self.buffer) >= _HEADER.size + length
+        """True when the result's frame is all in; reports before it are taken out."""
+        buffer = self.buffer
+        while len(buffer) >= _HEADER.size:
+            kind, length = _HEADER.unpack_from(buffer)
+            end = _HEADER.size + length
+            if kind != _PROGRESS:
+                return len(buffer) >= end
+            if len(buffer) < end:
+                return False
+            with contextlib.suppress(ValueError):
+                self.progress = Progress.from_dict(json.loads(bytes(buffer[_HEADER.size:end]))) or self.progress
+            del buffer[:end]
+        return False
+
+    def poll_progress(self) -> Progress | None:
+        """The latest report, after reading what the pipe holds now."""
+        with self.read_lock:
+            if self.fd >= 0 and self.outcome is None:
+                self.read_available()
+                self.payload_complete()
+        return self.progress
 
     def read_available(self) -> bool:
         """Read what the pipe holds now; return True at end of file."""
+        if self.fd < 0:
+            return True
         while True:
             try:
                 chunk = os.read(self.fd, _READ_CHUNK)
@@ -126,6 +155,10 @@ class _Child:
             if not chunk:
                 return True
             self.buffer += chunk
+
+    def _complete(self) -> bool:
+        with self.read_lock:
+            return self.payload_complete()
 
     def reap(self) -> int:
         with self.signal_lock:
@@ -146,7 +179,7 @@ class _Child:
             if pidfd >= 0:
                 poller.register(pidfd, select.POLLIN)
             exited = eof = False
-            while not (self.payload_complete() or exited or eof):
+            while not (self._complete() or exited or eof):
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 events = poller.poll(None if remaining is None else int(remaining * 1000) + 1)
                 if not events and deadline is not None and time.monotonic() >= deadline:
@@ -154,9 +187,11 @@ class _Child:
                 for fd, _ in events:
                     if fd == pidfd:
                         exited = True
-                eof = self.read_available()
+                with self.read_lock:
+                    eof = self.read_available()
             if exited and not eof:
-                self.read_available()  # the child is gone: all it wrote is in the pipe
+                with self.read_lock:
+                    self.read_available()  # the child is gone: all it wrote is in the pipe
         finally:
             if pidfd >= 0:
                 os.close(pidfd)
@@ -173,8 +208,9 @@ class _Child:
         exited = eof = False
         try:
             while True:
-                eof = self.read_available()
-                complete = self.payload_complete()
+                with self.read_lock:
+                    eof = self.read_available()
+                complete = self._complete()
                 if exited or eof or (complete and pidfd < 0):
                     break
                 # Once all is read, only the exit is left to wait for (so that
@@ -192,7 +228,8 @@ class _Child:
                         loop.remove_reader(fd)
                 exited = future.result() == pidfd
             if exited and not eof:
-                self.read_available()  # the child is gone: all it wrote is in the pipe
+                with self.read_lock:
+                    self.read_available()  # the child is gone: all it wrote is in the pipe
         finally:
             if pidfd >= 0:
                 os.close(pidfd)
@@ -200,8 +237,9 @@ class _Child:
 
     def _finish(self) -> Outcome:
         """Reap the child and make its outcome of what it sent."""
-        status = self.reap()
-        if self.payload_complete():
+        with self.read_lock:
+            status = self.reap()
+        if self._complete():
             self.outcome = loads_outcome(bytes(memoryview(self.buffer)[_HEADER.size:]))
         elif self.terminated:
             self.outcome = Outcome(exception=ColdocTasksProcessLookupError(
@@ -239,12 +277,29 @@ def _resolve(future: asyncio.Future, fd: int) -> None:
         future.set_result(fd)
 
 
+def _send_progress(write_fd: int, report: Progress) -> bool:
+    data = json.dumps(report.as_dict(), allow_nan=False).encode('utf-8', 'surrogatepass')
+    try:
+        # One write of at most PIPE_BUF bytes is atomic: all of it, or EAGAIN
+        # when the pipe is full (the parent reads it only now and then), and
+        # the report waits rather than the task.
+        os.write(write_fd, _HEADER.pack(_PROGRESS, len(data)) + data)
+    except BlockingIOError:
+        return False
+    return True
+
+
 def _child_main(write_fd: int, cmd: Callable, args: tuple, kwargs: dict) -> None:
     """Body of a forked child; never returns."""
     code = 0
     try:
-        data = dumps_outcome(call_capturing(cmd, args, kwargs))
-        view = memoryview(_HEADER.pack(len(data)) + data)
+        os.set_blocking(write_fd, False)
+        with reporting(lambda report: _send_progress(write_fd, report)):
+            outcome = call_capturing(cmd, args, kwargs)
+            os.set_blocking(write_fd, True)  # the last report, then the result, wait for room
+        data = dumps_outcome(outcome)
+        del outcome
+        view = memoryview(_HEADER.pack(_RESULT, len(data)) + data)
         while view:
             view = view[os.write(write_fd, view):]
     except BaseException:  # a child must never return into the parent's code
@@ -320,6 +375,14 @@ class SimpleFork(ForkBase):
 
     def _terminate(self) -> None:
         self._child().terminate(self.terminate_grace)
+
+    def _read_progress(self) -> Progress | None:
+        if os.getpid() != self._owner_pid:
+            return None  # the pipe belongs to the process that ran the task
+        try:
+            return self._child().poll_progress()
+        except ColdocTasksUsageError:
+            return None
 
     @property
     def subprocess_pid(self) -> int | None:

@@ -215,3 +215,34 @@ def announce_huge_frame():
         except OSError:
             pass
     return 'sent'
+
+
+def report_then_rendezvous(address, done, total, message):
+    """Report ``done`` out of ``total``, meet the test at ``address``, then
+    report the end and return ``done``."""
+    from coldoc_tasks import progress
+
+    progress(done, total, message, stage='first')
+    rendezvous(address)
+    progress(total, total, 'finished', stage='last')
+    return done
+
+
+def report_many(count):
+    """Report progress ``count`` times in a tight loop; return the seconds it took."""
+    from coldoc_tasks import progress
+
+    start = time.perf_counter()
+    for i in range(count):
+        progress(i + 1, count, 'step')
+    return time.perf_counter() - start
+
+
+def report_bad(what):
+    """Call progress() with a bad argument: ``what`` names which."""
+    from coldoc_tasks import progress
+
+    bad = {'done': lambda: progress(-1), 'total': lambda: progress(1, float('nan')),
+           'message': lambda: progress(1, 2, b'bytes'), 'metadata': lambda: progress(1, when=object())}
+    bad[what]()
+    return 'reported'

@@ -17,7 +17,7 @@ from typing import Any
 from .. import bench_tasks
 from .base import Adapter
 
-_TASKS = {'noop': bench_tasks.noop, 'burn': bench_tasks.burn}
+_TASKS = {'noop': bench_tasks.noop, 'burn': bench_tasks.burn, 'progress_loop': bench_tasks.progress_loop}
 
 
 class ForkClassAdapter(Adapter):

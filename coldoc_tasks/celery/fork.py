@@ -71,9 +71,11 @@ from ..exceptions import (
     ColdocTasksUsageError,
 )
 from ..outcome import Outcome, dumps_call, loads_outcome
+from ..progress import Progress
 from .app import app_for, resolve_celeryconfig, setup_app
 from .claims import Claim, claim, mark_submitted, records, results_expire_after
 from .control import CHECK_TIMEOUT, broker_uri, ping
+from .progress import read_progress
 from .waiter import local_run, mark_terminated, run_here_if_unclaimed, terminate_elsewhere
 from .worker import RUN_TASK_NAME, TERMINATE_COMMAND, in_worker_slot, serving
 
@@ -156,6 +158,8 @@ class CeleryFork(ForkBase):
     liveness_interval: ClassVar[float] = 2.0
     #: The celeryconfig of a class bound to one by :func:`fork_class_for`.
     celeryconfig: ClassVar[str | None] = None
+    #: The task has ended and its last progress report was read.
+    _progress_final = False
 
     def __init__(self, use_fork: bool = True, timeout: float | None = None, queue: str | bool | None = None,
                  celeryconfig: str | os.PathLike | None = None, app: celery.Celery | None = None, *,
@@ -315,6 +319,17 @@ class CeleryFork(ForkBase):
             app.control.revoke(self.task_id)
         app.control.broadcast(TERMINATE_COMMAND, arguments={'task_id': self.task_id, 'grace': self.terminate_grace})
         logger.info('%s: termination requested', what)
+
+    def _read_progress(self) -> Progress | None:
+        # One round trip to the result backend (one more, once, after the end).
+        if self._progress_final:
+            return None
+        try:
+            latest, self._progress_final = read_progress(self.app.backend, self.task_id)
+        except Exception as exc:  # a broken backend must not break a progress bar
+            logger.debug('task %s: cannot read its progress: %s', self.task_id, exc)
+            return None
+        return latest
 
     def _timeout_error(self, timeout: float | None) -> ColdocTasksTimeoutError:
         return CeleryTimeoutError(

@@ -49,6 +49,7 @@ from ..forking import describe_wait_status, fork_task_process, signal_group
 from ..outcome import Outcome, loads_outcome
 from .app import forget_connections_after_fork
 from .claims import Claim, claim, reclaim
+from .progress import reporting_to_backend
 from .worker import execute
 
 __all__ = ['LocalRun', 'run_here_if_unclaimed', 'local_run', 'terminate_elsewhere', 'mark_terminated']
@@ -208,7 +209,8 @@ def _child_main(app: celery.Celery, task_id: str, data: bytes, write_fd: int) ->
     code = 0
     try:
         forget_connections_after_fork(app)
-        payload = execute(data)
+        with reporting_to_backend(app.backend, task_id):
+            payload = execute(data)
         try:
             app.backend.store_result(task_id, payload, states.SUCCESS)
         except Exception:  # the waiting task still gets it through the pipe

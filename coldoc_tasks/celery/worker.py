@@ -7,6 +7,7 @@ a pool process runs it in :func:`run_pickled_call`::
     worker main process                 pool process (leads its own process group)
     receives RUN_TASK_NAME(bytes) --->  claim the task id (celery_claims)
                                         loads_call -> call_capturing(cmd, ...)
+                                          progress() -> update_state('PROGRESS')  (.progress)
                                         dumps_outcome -> bytes -> result backend
 
 The task is acknowledged early and never requeued, so a pool process that
@@ -47,6 +48,7 @@ except ImportError:  # an older billiard: no way to tell, so every failure is th
 from ..exceptions import ColdocTasksSerializationError
 from ..outcome import Outcome, call_capturing, dumps_outcome, loads_call
 from .claims import Claim, claim
+from .progress import PROGRESS_STATE, reporting_to_backend
 
 __all__ = ['RUN_TASK_NAME', 'TERMINATE_COMMAND', 'CeleryTaskPool', 'run_pickled_call', 'execute',
            'in_worker_slot', 'announce_ready_through']
@@ -170,7 +172,9 @@ def run_pickled_call(task: celery.Task, data: bytes) -> bytes:
     if claim(task.backend, task_id, Claim.here('worker', task.request.hostname)) is False:
         logger.info('task %s was run or terminated elsewhere: not running it', task_id)
         raise celery.exceptions.Ignore()
-    return execute(data)
+    with reporting_to_backend(task.backend, task_id,
+                              lambda meta: task.update_state(task_id=task_id, state=PROGRESS_STATE, meta=meta)):
+        return execute(data)
 
 
 def _signal_group(pgid: int, signum: int) -> None:

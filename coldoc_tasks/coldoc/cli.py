@@ -215,6 +215,17 @@ def _when(timestamp: float | None) -> str:
     return datetime.datetime.fromtimestamp(timestamp).strftime('%Y-%m-%d %H:%M:%S')
 
 
+def format_progress(report: dict) -> str:
+    """A task's progress report in one line: ``3/10 (30%) message``."""
+    done, total = report['done'], report['total']
+    text = f'{done:g}' if total is None else f'{done:g}/{total:g}'
+    if total:
+        text += f' ({100 * done / total:.0f}%)'
+    if report.get('message'):
+        text += f' {report["message"]}'
+    return text
+
+
 def format_status(info: dict) -> str:
     """A readable table of a server's status."""
     lines = [f'coldoc task server pid {info["pid"]}, version {info["version"]}, up {info["uptime"]:.0f} s '
@@ -230,6 +241,8 @@ def format_status(info: dict) -> str:
         runtime = '-' if t['runtime'] is None else f'{t["runtime"]:.1f}s'
         lines.append(f'{t["id"]:<32} {t["function"][-30:]:<30} {t["state"]:<9} {t["queue"]:<10} '
                      f'{_when(t["started"]):<19} {runtime:>8} {t["worker_pid"] or "-":>7}')
+        if t.get('progress'):
+            lines.append(f'{"":<32} progress: {format_progress(t["progress"])}')
     if info['tasks_queued'] > sum(1 for t in info['tasks'] if t['state'] == 'queued'):
         lines.append(f'... {info["tasks_queued"]} queued in all')
     counters = info['counters']

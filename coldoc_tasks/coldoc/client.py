@@ -32,11 +32,25 @@ from ..exceptions import (
     ColdocTasksTimeoutError,
     ServerGoneError,
 )
-from .messages import Dropped, Error, Lost, Message, Ok, Ping, Pushed, PushedLost, Result, Unwait, decode
+from ..progress import Progress
+from .messages import (
+    Dropped,
+    Error,
+    Lost,
+    Message,
+    Ok,
+    Ping,
+    Pushed,
+    PushedLost,
+    PushedProgress,
+    Result,
+    Unwait,
+    decode,
+)
 from .protocol import FrameReader, client_handshake, sendall_pieces
 
 #: What a server sends a client.
-_FROM_SERVER = (Ok, Result, Lost, Pushed, PushedLost, Error, Dropped)
+_FROM_SERVER = (Ok, Result, Lost, Pushed, PushedLost, PushedProgress, Error, Dropped)
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +99,16 @@ class PushSlot:
     def remove_done_callback(self, callback: Callable[[], None]) -> None:
         with _callbacks_lock, contextlib.suppress(ValueError):
             self._callbacks.remove(callback)
+
+
+class ProgressBox:
+    """Where the progress the server pushes for one task lands, while a
+    fork object of the task in this process holds it."""
+
+    __slots__ = ('latest', '__weakref__')
+
+    def __init__(self):
+        self.latest: Progress | None = None
 
 
 class _Reply:
@@ -148,6 +172,8 @@ class ServerConnection:
         self.late_results: dict[str, tuple[Result | Lost, bytes]] = {}
         #: task id -> the slot its pushed outcome goes to, while a fork object holds it
         self.push_slots: weakref.WeakValueDictionary[str, PushSlot] = weakref.WeakValueDictionary()
+        #: task id -> where its pushed progress goes, while a fork object holds it
+        self.progress_boxes: weakref.WeakValueDictionary[str, ProgressBox] = weakref.WeakValueDictionary()
         self._thread = threading.Thread(target=self._read_loop, name=f'coldoc-tasks-client {address}', daemon=True)
         self._thread.start()
         try:
@@ -244,6 +270,9 @@ class ServerConnection:
                     raise ServerGoneError(f'the task server on {self.address} closed the connection')
                 for header, body in self._reader.feed(data):
                     message = decode(header, _FROM_SERVER)
+                    if isinstance(message, PushedProgress):
+                        self._on_progress(message)
+                        continue
                     if isinstance(message, (Pushed, PushedLost)):
                         slot = self.push_slots.pop(message.task_id, None)
                         if slot is not None:  # else every fork object of the task was dropped
@@ -260,6 +289,11 @@ class ServerConnection:
             self._break(exc)
         except (OSError, ColdocTasksProtocolError) as exc:
             self._break(ServerGoneError(f'the connection to the task server on {self.address} broke: {exc}'))
+
+    def _on_progress(self, message: PushedProgress) -> None:
+        box = self.progress_boxes.get(message.task_id)
+        if box is not None:  # else no fork object of the task is left here
+            box.latest = Progress(message.done, message.total, message.message, message.metadata)
 
     def _keep_late(self, message: Result | Lost, body: bytes) -> None:
         late = self.late_results

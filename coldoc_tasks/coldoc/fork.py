@@ -33,8 +33,9 @@ from ..exceptions import (
     ColdocTasksUsageError,
 )
 from ..outcome import Outcome, dumps_call, loads_outcome
+from ..progress import Progress
 from . import context
-from .client import PushSlot, ServerConnection, control_request, get_connection
+from .client import ProgressBox, PushSlot, ServerConnection, control_request, get_connection
 from .infofile import InfofileError, PathLike, read_infofile
 from .messages import Lost, Message, Ping, PushedLost, Share, Submit, Terminate, Wait
 from .queues import ANY_QUEUE, DEFAULT_QUEUE, undeclared_queue_message
@@ -77,6 +78,8 @@ class ColdocFork(ForkBase):
     pickles_arguments = True
     #: the infofile used when none is given (set on classes made by :func:`get_fork_class`)
     default_infofile: str | None = None
+    #: where the server pushes the task's progress, in this process
+    _progress_box: ProgressBox | None = None
 
     def __init__(self, use_fork: bool = True, timeout: float | None = None, queue: str | bool | None = None, *,
                  infofile: PathLike | None = None, address: str | None = None, authkey: bytes | str | None = None):
@@ -130,6 +133,7 @@ class ColdocFork(ForkBase):
         # slot is lent): no push there, an explicit wait request instead.
         if waiter is None:
             self._push = connection.push_slots[task_id] = PushSlot()
+        self._follow_progress(connection, task_id)
         try:
             connection.send(Submit(task_id, self.queue, self.cmd_name, waiter is None), call)
         except BaseException:
@@ -165,6 +169,7 @@ class ColdocFork(ForkBase):
             return Outcome(exception=ColdocTasksProcessLookupError(
                 f'task {self.task_id}: the task server is gone ({exc})'))
         late = connection.late_results.pop(self.task_id, None)
+        self._follow_progress(connection, self.task_id)
         try:
             if late is not None:
                 message, body = late
@@ -211,6 +216,18 @@ class ColdocFork(ForkBase):
                 f'task {self.task_id}: the task server went away while waiting ({exc})'))
         return self._decode(*reply)
 
+    def _follow_progress(self, connection: ServerConnection, task_id: str) -> None:
+        # The server pushes a task's progress to its subscriber and to its
+        # waiters: reading it costs no request.
+        # Copies of the fork object in this process share one box.
+        boxes = connection.progress_boxes
+        box = boxes.get(task_id) or self._progress_box or ProgressBox()
+        self._progress_box = boxes[task_id] = box
+
+    def _read_progress(self) -> Progress | None:
+        box = self._progress_box
+        return None if box is None else box.latest
+
     @staticmethod
     def _decode(message: Message, body: bytes) -> Outcome:
         if isinstance(message, (Lost, PushedLost)):
@@ -236,6 +253,7 @@ class ColdocFork(ForkBase):
                     self.wait(timeout=0, raise_exception=False)
         state = super().__getstate__()
         state['_push'] = None
+        state.pop('_progress_box', None)
         return state
 
     def __reduce__(self):

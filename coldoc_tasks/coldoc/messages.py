@@ -20,10 +20,13 @@ Ok                            S -> C      the reply to a request, with a JSON va
 Result + outcome              S -> C      the reply to ``Wait``: the task's outcome
 Lost                          S -> C      the reply to ``Wait``: its process vanished
 Pushed + outcome, PushedLost  S -> C      unasked, to the submitter that subscribed
+PushedProgress                S -> C      unasked: a running task's latest report, to its
+                                          subscriber and to the clients waiting for it
 Error                         S -> C      the request failed (``kind``: see ``ERRORS``)
 Dropped                       S -> C      the server drops the connection, saying why
 Run + call, Exit              S -> W      run this task; leave
 Done + outcome                W -> S      the task ended (``failed``: it raised)
+ProgressReport                W -> S      the task's latest report (coalesced by the worker)
 ============================  ==========  =================================================
 
 Every request but ``Submit`` and ``Unwait`` carries a request id ``rid``
@@ -41,8 +44,8 @@ from ..exceptions import ColdocTasksException, ColdocTasksProtocolError
 from .protocol import ERRORS, Body, decode_header, encode_message
 
 __all__ = ['Message', 'Submit', 'Share', 'Wait', 'Unwait', 'Terminate', 'Ping', 'Status', 'Shutdown', 'Ok',
-           'Result', 'Lost', 'Pushed', 'PushedLost', 'Error', 'Dropped', 'Run', 'Exit', 'Done', 'REQUESTS',
-           'decode']
+           'Result', 'Lost', 'Pushed', 'PushedLost', 'PushedProgress', 'Error', 'Dropped', 'Run', 'Exit', 'Done',
+           'ProgressReport', 'REQUESTS', 'decode']
 
 _TYPES: dict[str, type[Message]] = {}
 
@@ -145,6 +148,15 @@ class PushedLost(Message):
     message: str
 
 
+@_message('pushed_progress')
+class PushedProgress(Message):
+    task_id: str
+    done: float
+    total: float | None
+    message: str
+    metadata: dict
+
+
 @_message('error')
 class Error(Message):
     rid: int
@@ -186,6 +198,15 @@ class Exit(Message):
 class Done(Message):
     task_id: str
     failed: bool
+
+
+@_message('progress')
+class ProgressReport(Message):
+    task_id: str
+    done: float
+    total: float | None
+    message: str
+    metadata: dict
 
 
 #: The requests a client sends (the server reads nothing else from a client).

@@ -26,8 +26,9 @@ header is raw bytes and whose body is empty:
                       or b"NO" and the server closes the connection
     ====  ==========  =======================================================
 
-The greeting names the protocol version (``coldoc-tasks/3``), so a client of
-another version stops with an error naming both.  The server compares digests
+The greeting names the protocol version (``coldoc-tasks/4``: 4 added the
+progress reports), so a client of another version stops with an error naming
+both.  The server compares digests
 with ``hmac.compare_digest``; the client checks the server's proof in the
 same way, so neither side trusts a peer that does not hold the key.  Only
 after step 3 are headers read as messages; a client sends nothing more before
@@ -65,7 +66,7 @@ from ..exceptions import (
     ColdocTasksUsageError,
 )
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 GREETING = b'coldoc-tasks/%d ' % PROTOCOL_VERSION
 NONCE_SIZE = 32
 DIGEST_SIZE = hashlib.sha256().digest_size

@@ -22,6 +22,7 @@ from ..messages import (
     Ping,
     Pushed,
     PushedLost,
+    PushedProgress,
     Result,
     Share,
     Shutdown,
@@ -116,6 +117,8 @@ class Requests:
             lent = self.pool.lend(waiter.queue)
         task.waiters.append((connection, rid, lent))
         connection.waits[rid] = task
+        if task.progress is not None:
+            self._send(connection, PushedProgress(task.task_id, *task.progress).encode())
 
     def _on_unwait(self, connection: Connection, message: Unwait, body: bytes) -> None:
         self._unwait(connection, message.rid)
@@ -167,6 +170,17 @@ class Requests:
     }
 
     # -- results --------------------------------------------------------------------------
+
+    def _on_progress(self, task: Task) -> None:
+        """Push a running task's latest report to its subscriber and to the
+        clients waiting for it (the worker sends a few a second at most)."""
+        pieces = PushedProgress(task.task_id, *task.progress).encode()
+        targets = {id(connection): connection for connection, _, _ in task.waiters}
+        if task.subscriber is not None:
+            targets[id(task.subscriber)] = task.subscriber
+        for connection in targets.values():
+            if not connection.channel.closed:
+                self._send(connection, pieces)
 
     def _on_final(self, task: Task) -> None:
         """Send a final task's outcome to whoever waits for it, and forget it

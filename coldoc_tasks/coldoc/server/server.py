@@ -101,6 +101,7 @@ class TaskServer(Requests):
         self.table = TaskTable(result_retention)
         self.loop = EventLoop(keep_from_children=extra_fds)
         self.pool = WorkerPool(queues or [], self.table, self.loop, self._on_final, terminate_grace,
+                               on_progress=self._on_progress,
                                max_message_size=max_message_size)
         self.connections: dict[int, Connection] = {}
         self.listener: socket.socket | None = None

@@ -33,7 +33,7 @@ class Task:
 
     __slots__ = ('task_id', 'queue', 'cmd_name', 'call', 'state', 'submitted', 'started', 'finished',
                  'worker_pid', 'outcome', 'lost_message', 'waiters', 'owner_pid', 'terminating', 'subscriber',
-                 'shared')
+                 'shared', 'progress')
 
     def __init__(self, task_id: str, queue: str, cmd_name: str, call: bytes, owner_pid: int | None):
         self.task_id = task_id
@@ -56,6 +56,8 @@ class Task:
         # a fork object of the task was pickled: keep the outcome after the
         # push, for a wait from another process
         self.shared = False
+        # the latest progress report, (done, total, message, metadata), if any
+        self.progress: tuple | None = None
 
     def describe(self, now: float) -> dict[str, Any]:
         """The task as ``status`` shows it."""
@@ -65,6 +67,8 @@ class Task:
             'submitted': self.submitted, 'started': started,
             'runtime': None if started is None else (self.finished or now) - started,
             'worker_pid': self.worker_pid,
+            'progress': None if self.progress is None else dict(zip(('done', 'total', 'message', 'metadata'),
+                                                                    self.progress, strict=True)),
         }
 
 

@@ -1,8 +1,9 @@
 """The life of a worker process, forked from the server.
 
 A worker reads ``["run", task_id]`` frames carrying a pickled call from its
-socket, runs the call, and answers ``["done", task_id, failed]`` with the
-encoded outcome; ``["exit"]`` or the end of its socket end it.  A worker in
+socket, runs the call, sends the task's progress reports (coalesced: see
+:mod:`coldoc_tasks.progress`) as ``["progress", task_id, ...]``, and answers
+``["done", task_id, failed]`` with the encoded outcome; ``["exit"]`` or the end of its socket end it.  A worker in
 *fresh* mode runs one task and exits.  Unpickling the call and pickling the
 outcome happen here, never in the server; so does the check of the result's
 size against the server's limit, so that the server never receives a result
@@ -23,8 +24,9 @@ from collections.abc import Callable, Iterable
 
 from ...exceptions import ColdocTasksException, ColdocTasksSerializationError
 from ...outcome import Outcome, call_capturing, describe_callable, encode_outcome, loads_call
+from ...progress import Progress, reporting
 from .. import context
-from ..messages import Done, Exit, Run, decode
+from ..messages import Done, Exit, ProgressReport, Run, decode
 from ..protocol import FrameReader, sendall_pieces
 
 logger = logging.getLogger(__name__)
@@ -76,7 +78,8 @@ def worker_main(sock: socket.socket, close_fds: Iterable[int], parent_pid: int, 
                     return
                 task_id = message.task_id
                 context.CURRENT_TASK_ID = task_id
-                outcome = _run(task_id, body)
+                with reporting(_progress_sender(sock, task_id)):
+                    outcome = _run(task_id, body)
                 context.CURRENT_TASK_ID = None
                 pieces, failed = encode_outcome(outcome, min(max_message_size, MAX_CALL_SIZE))
                 del outcome  # a big result is not kept twice while it is sent
@@ -92,6 +95,14 @@ def worker_main(sock: socket.socket, close_fds: Iterable[int], parent_pid: int, 
             with contextlib.suppress(Exception):
                 stream.flush()
         os._exit(code)
+
+
+def _progress_sender(sock: socket.socket, task_id: str) -> Callable[[Progress], None]:
+    # Called by the reporter with its lock held, from the task's threads or its
+    # timer, never once the task has ended: the Done that follows is not mixed in.
+    def send(report: Progress) -> None:
+        sendall_pieces(sock, ProgressReport(task_id, *report).encode())
+    return send
 
 
 def _run(task_id: str, call: bytes) -> Outcome:

@@ -30,7 +30,7 @@ from typing import Any
 from ...exceptions import ColdocTasksProtocolError
 from ...forking import describe_wait_status, fork_task_process, signal_group
 from ...outcome import MIN_ERROR_ROOM
-from ..messages import Done, Exit, Run, decode
+from ..messages import Done, Exit, ProgressReport, Run, decode
 from ..protocol import DEFAULT_MAX_BODY, FrameReader
 from ..queues import ANY_QUEUE, DEFAULT_QUEUE, QueueConfig, undeclared_queue_message
 from . import worker_process
@@ -90,15 +90,17 @@ class WorkerPool:
     ``loop``: the server's :class:`~.loop.EventLoop`, which watches the
     workers' sockets and pidfds, sends what is queued for them and keeps the
     timers.
-    ``on_final(task)`` is called when a task reaches a final state.
+    ``on_final(task)`` is called when a task reaches a final state,
+    ``on_progress(task)`` when a running task reports its progress.
     ``max_message_size``: the largest outcome a worker may send (it refuses
     a larger result itself; one that sends more anyway is killed).
     """
 
     def __init__(self, queues: list[QueueConfig], table: TaskTable, loop: EventLoop,
                  on_final: Callable[[Task], None], terminate_grace: float, *,
-                 max_message_size: int = DEFAULT_MAX_BODY):
+                 max_message_size: int = DEFAULT_MAX_BODY, on_progress: Callable[[Task], None] | None = None):
         self.max_message_size = max_message_size
+        self.on_progress = on_progress
         self.table = table
         self.loop = loop
         self.on_final = on_final
@@ -260,8 +262,11 @@ class WorkerPool:
                 self.loop.unwatch(worker.channel.fd)
                 return
             for header, body in frames:
-                message = decode(header, (Done,))
-                self._on_done(worker, message.task_id, message.failed, body)
+                message = decode(header, (Done, ProgressReport))
+                if isinstance(message, ProgressReport):
+                    self._on_progress(worker, message)
+                else:
+                    self._on_done(worker, message.task_id, message.failed, body)
         except ColdocTasksProtocolError as exc:  # (an OSError too: caught first)
             # A task can do anything in its worker, even write to this socket.
             self._fault(worker, f'it sent what the server does not accept ({exc})')
@@ -274,6 +279,14 @@ class WorkerPool:
             logger.error('worker %d: %s: killing it', worker.pid, why)
             self.loop.unwatch(worker.channel.fd)
             signal_group(worker.pid, signal.SIGKILL)
+
+    def _on_progress(self, worker: Worker, message: ProgressReport) -> None:
+        task = worker.task
+        if task is None or task.task_id != message.task_id:
+            return  # a report that crossed the task's end (a task's thread may outlive it)
+        task.progress = (message.done, message.total, message.message, message.metadata)
+        if self.on_progress is not None:
+            self.on_progress(task)
 
     def _on_done(self, worker: Worker, task_id: str, failed: bool, outcome: bytes) -> None:
         task, queue = worker.task, worker.queue
