@@ -7,7 +7,6 @@ how a background server is started.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from ..exceptions import (
     LegacyInfofileError,
 )
 from ..selfcheck import run_checks
+from ..terminal import WaitNote
 from .compat import temporary_logfile
 from .control import ping, server_pid, status
 from .daemon import AUTHKEY_ENV, READY, tasks_daemon_start
@@ -30,8 +30,10 @@ from .fork import bind_fork_class
 from .legacy import legacy_server_answers
 from .options import SERVER_OPTIONS, argument_type
 from .queues import DEFAULT_QUEUE, MODES, QueueConfig
+from .report import format_status
 from .server.main import run_server, setup_logging
 from .stop import stop_server
+from .watch import watch_status
 
 
 def _add_server_options(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +70,13 @@ def _queue_spec(spec: str) -> QueueConfig:
 def _seconds(text: str) -> float:
     try:
         return check_seconds('a duration', float(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _interval(text: str) -> float:
+    try:
+        return check_seconds('the interval', float(text), minimum=0.1, maximum=3600.0)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -138,8 +147,10 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     try:
         if logfile is None:  # a background server's log must go somewhere: a new file beside the infofile
             logfile = temporary_logfile(os.path.dirname(os.path.abspath(args.infofile)))
-        pid = tasks_daemon_start(args.infofile, args.socket, args.authkey, logfile=logfile,
-                                 queues=_queues(args), timeout=args.timeout, **_server_options(args))
+        with WaitNote(sys.stderr) as note:
+            note(f'waiting for the task server of {args.infofile} to be ready (up to {args.timeout:g} s)...')
+            pid = tasks_daemon_start(args.infofile, args.socket, args.authkey, logfile=logfile,
+                                     queues=_queues(args), timeout=args.timeout, **_server_options(args))
     except (ColdocTasksStartError, OSError) as exc:
         print(f'coldoc_tasks_cli: {exc}', file=sys.stderr)
         if logfile != args.logfile and logfile and os.path.exists(logfile) and not os.path.getsize(logfile):
@@ -151,7 +162,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     try:
-        report = stop_server(args.infofile, grace=args.grace, timeout=args.timeout)
+        with WaitNote(sys.stderr) as note:
+            report = stop_server(args.infofile, grace=args.grace, timeout=args.timeout, on_wait=note)
     except (ColdocTasksException, OSError) as exc:
         print(f'coldoc_tasks_cli: cannot stop the task server of {args.infofile}: {exc}', file=sys.stderr)
         return 1
@@ -195,6 +207,8 @@ def cmd_pid(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.watch:
+        return watch_status(args.infofile, interval=args.interval, timeout=args.timeout)
     try:
         info = status(args.infofile, timeout=args.timeout)
     except ColdocTasksException as exc:
@@ -207,48 +221,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         print(format_status(info))
     return 0
-
-
-def _when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return '-'
-    return datetime.datetime.fromtimestamp(timestamp).strftime('%Y-%m-%d %H:%M:%S')
-
-
-def format_progress(report: dict) -> str:
-    """A task's progress report in one line: ``3/10 (30%) message``."""
-    done, total = report['done'], report['total']
-    text = f'{done:g}' if total is None else f'{done:g}/{total:g}'
-    if total:
-        text += f' ({100 * done / total:.0f}%)'
-    if report.get('message'):
-        text += f' {report["message"]}'
-    return text
-
-
-def format_status(info: dict) -> str:
-    """A readable table of a server's status."""
-    lines = [f'coldoc task server pid {info["pid"]}, version {info["version"]}, up {info["uptime"]:.0f} s '
-             f'since {_when(info["started"])}{" (stopping)" if info["stopping"] else ""}',
-             f'socket {info["socket"]}; {info["clients"]} client connection(s), {info["workers"]} worker(s)', '',
-             f'{"queue":<16} {"limit":>5} {"mode":<6} {"running":>7} {"queued":>7} {"lent":>5}']
-    for q in info['queues']:
-        lines.append(f'{q["name"]:<16} {q["concurrency"]:>5} {q["mode"]:<6} {q["running"]:>7} {q["queued"]:>7} '
-                     f'{q["lent_slots"]:>5}')
-    lines += ['', f'{"task":<32} {"function":<30} {"state":<9} {"queue":<10} {"started":<19} {"runtime":>8} '
-              f'{"pid":>7}']
-    for t in info['tasks']:
-        runtime = '-' if t['runtime'] is None else f'{t["runtime"]:.1f}s'
-        lines.append(f'{t["id"]:<32} {t["function"][-30:]:<30} {t["state"]:<9} {t["queue"]:<10} '
-                     f'{_when(t["started"]):<19} {runtime:>8} {t["worker_pid"] or "-":>7}')
-        if t.get('progress'):
-            lines.append(f'{"":<32} progress: {format_progress(t["progress"])}')
-    if info['tasks_queued'] > sum(1 for t in info['tasks'] if t['state'] == 'queued'):
-        lines.append(f'... {info["tasks_queued"]} queued in all')
-    counters = info['counters']
-    lines += ['', 'counters: ' + ', '.join(f'{name} {counters[name]}' for name in sorted(counters)),
-              f'results held: {info["results_held"]}']
-    return '\n'.join(lines)
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -293,7 +265,14 @@ def _add_commands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction
         command.set_defaults(handler=handler)
     commands.choices['stop'].add_argument('--grace', type=_seconds,
                                           help="seconds running tasks get to finish (default: the server's)")
-    commands.choices['status'].add_argument('--json', action='store_true', help='machine-readable output')
+    status_command = commands.choices['status']
+    output = status_command.add_mutually_exclusive_group()
+    output.add_argument('--json', action='store_true', help='machine-readable output')
+    output.add_argument('--watch', action='store_true',
+                        help='show the status again every interval (in place on a terminal) until Ctrl-C; '
+                        'a server that does not answer is said once and asked again')
+    status_command.add_argument('--interval', type=_interval, default=1.0, metavar='SECONDS',
+                                help='seconds between two statuses with --watch (default 1)')
     return commands
 
 

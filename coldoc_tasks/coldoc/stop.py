@@ -22,7 +22,7 @@ import os
 import select
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ..durations import check_seconds
 from ..exceptions import (
@@ -42,7 +42,7 @@ from .infofile import (
     verified_lock_holder,
 )
 from .legacy import legacy_request_shutdown, legacy_server_answers
-from .messages import Shutdown
+from .messages import Shutdown, Status
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class StopReport:
 
 
 def stop_server(infofile: PathLike, grace: float | None = None, timeout: float = 60.0,
-                answer_timeout: float = ANSWER_TIMEOUT) -> StopReport:
+                answer_timeout: float = ANSWER_TIMEOUT, on_wait: Callable[[str], object] | None = None) -> StopReport:
     """Stop the server of ``infofile`` and wait until it has exited.
 
     Running tasks get ``grace`` seconds (default: the server's) to finish.
@@ -94,7 +94,11 @@ def stop_server(infofile: PathLike, grace: float | None = None, timeout: float =
     :class:`ColdocTasksTimeoutError` if it could not be stopped, and
     :class:`~.server.infofile.InfofileError` for an infofile that cannot
     be read.
+
+    ``on_wait``, if given, is called with a sentence saying what is waited
+    for, each time a wait begins (the command line shows it on a terminal).
     """
+    say = on_wait or (lambda text: None)
     try:
         check_seconds('the stop grace', grace, none_ok=True)
     except (TypeError, ValueError) as exc:
@@ -105,19 +109,25 @@ def stop_server(infofile: PathLike, grace: float | None = None, timeout: float =
     except InfofileMissingError as exc:
         return StopReport(None, 'none', reason=str(exc))
     except LegacyInfofileError as exc:
-        return _stop_legacy(exc.info, grace, timeout, answer_timeout)
+        return _stop_legacy(exc.info, grace, timeout, answer_timeout, say)
     deadline = time.monotonic() + timeout
+    say(f'asking the task server (pid {info["pid"]}) to stop...')
     try:
         connection = ServerConnection(info['socket'], info['authkey'], connect_timeout=answer_timeout)
     except ColdocTasksConnectionError as exc:
         why = f'did not answer ({exc})'
     else:
         try:
+            running = _running_tasks(connection, answer_timeout) if on_wait else 0
             connection.request(Shutdown, grace, timeout=answer_timeout)
             pid = connection.server_pid
         except (ColdocTasksConnectionError, ColdocTasksTimeoutError) as exc:
             why = f'did not answer ({exc})'
         else:
+            server_grace = grace if grace is not None else info.get('stop_grace') or DEFAULT_STOP_GRACE
+            say(f'waiting for the task server (pid {pid}) to finish {running} running task'
+                f'{"" if running == 1 else "s"} (grace {server_grace:g} s)...' if running else
+                f'waiting for the task server (pid {pid}) to exit...')
             if _wait_exit(pid, deadline - time.monotonic()):
                 return StopReport(pid, 'request')
             why = f'did not exit within {timeout:g} s of the stop request'
@@ -139,11 +149,19 @@ def stop_server(infofile: PathLike, grace: float | None = None, timeout: float =
         # process that holds the lock, never to a recycled pid.
         if pidfd is not None and verified_lock_holder(infofile) != pid:
             raise ColdocTasksException(f'pid {pid} no longer holds the lock of {infofile}; not signalled')
+        say(f'the task server (pid {pid}) {why}: sent SIGTERM, waiting up to {kill_after:g} s before SIGKILL...')
         how = _signal_stop(pidfd, pid, kill_after)
     return StopReport(pid, how, reason=why)
 
 
-def _stop_legacy(info: dict, grace: float | None, timeout: float, answer_timeout: float) -> StopReport:
+def _running_tasks(connection: ServerConnection, timeout: float) -> int:
+    """How many tasks the server runs (only to say what a stop waits for)."""
+    answer = connection.request(Status, timeout=timeout)[0].value
+    return sum(queue['running'] for queue in answer['queues'])
+
+
+def _stop_legacy(info: dict, grace: float | None, timeout: float, answer_timeout: float,
+                 say: Callable[[str], object]) -> StopReport:
     pid = legacy_server_answers(info, timeout=answer_timeout)
     if pid is None:
         return StopReport(None, 'none', legacy=True,
@@ -153,12 +171,17 @@ def _stop_legacy(info: dict, grace: float | None, timeout: float, answer_timeout
     # Its pid came from the server itself, over a connection that proved the
     # key: it is that server, held from now on by a pidfd.
     with _pidfd(pid) as pidfd:
-        if not legacy_request_shutdown(info, timeout=answer_timeout):
+        say(f'asking the coldoc_tasks 0.2 server (pid {pid}) to stop...')
+        asked = legacy_request_shutdown(info, timeout=answer_timeout)
+        if asked:
+            say(f'waiting for the coldoc_tasks 0.2 server (pid {pid}) to exit (up to {wait:g} s)...')
+        if not asked:
             why = 'did not take the stop request'
         elif _exited(pidfd, wait):
             return StopReport(pid, 'request', legacy=True)
         else:
             why = f'did not exit within {wait:g} s of the stop request'
+        say(f'the coldoc_tasks 0.2 server (pid {pid}) {why}: sent SIGTERM...')
         how = _signal_stop(pidfd, pid, max(1.0, deadline - time.monotonic()), kill=False)
     return StopReport(pid, how, legacy=True, reason=why)
 
