@@ -8,10 +8,11 @@ pipes and logs never hold escape codes.
 
 from __future__ import annotations
 
+import os
 import shutil
 from typing import TextIO
 
-__all__ = ['is_terminal', 'progress_bar', 'Screen', 'LiveLines', 'WaitNote', 'CLEAR_SCREEN']
+__all__ = ['is_terminal', 'terminal_size', 'progress_bar', 'Screen', 'LiveLines', 'WaitNote', 'CLEAR_SCREEN']
 
 #: Cursor home, then erase the whole screen.
 CLEAR_SCREEN = '\033[H\033[2J'
@@ -37,9 +38,19 @@ def progress_bar(done: float, total: float | None, width: int = 24) -> str:
     return '[' + '#' * filled + '-' * (width - filled) + ']'
 
 
-def _fit(lines: list[str]) -> list[str]:
+def terminal_size(stream: TextIO) -> os.terminal_size:
+    """The size of the terminal of ``stream`` (the usual fallback, 80 by
+    24, when it cannot be told)."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (AttributeError, ValueError, OSError):
+        return shutil.get_terminal_size()
+    return size if size.columns and size.lines else shutil.get_terminal_size()
+
+
+def _fit(lines: list[str], stream: TextIO) -> list[str]:
     """The lines cut to the terminal's size, so that a redraw never scrolls."""
-    columns, rows = shutil.get_terminal_size()
+    columns, rows = terminal_size(stream)
     return [line[:columns] for line in lines[:max(1, rows - 1)]]
 
 
@@ -61,7 +72,7 @@ class Screen:
             # The first draw clears the screen; later ones overwrite each line
             # and erase what is left, which does not flicker.
             start = _HOME if self._drawn else CLEAR_SCREEN
-            self.stream.write(start + ''.join(f'{line}{_ERASE_LINE}\n' for line in _fit(text.splitlines()))
+            self.stream.write(start + ''.join(f'{line}{_ERASE_LINE}\n' for line in _fit(text.splitlines(), self.stream))
                               + _ERASE_BELOW)
             self._drawn = True
         self.stream.flush()
@@ -81,7 +92,7 @@ class LiveLines:
         """Show ``lines`` in place of the previous ones."""
         if self.terminal:
             up = f'\033[{len(self._previous)}A\r' if self._previous else ''
-            columns = shutil.get_terminal_size().columns
+            columns = terminal_size(self.stream).columns
             self.stream.write(up + ''.join(f'{line[:columns - 1]}{_ERASE_LINE}\n' for line in lines) + _ERASE_BELOW)
         else:
             old = set(self._previous)
@@ -103,7 +114,7 @@ class WaitNote:
 
     def __call__(self, text: str) -> None:
         if self.terminal:
-            columns = shutil.get_terminal_size().columns  # a wrapped note could not be erased
+            columns = terminal_size(self.stream).columns  # a wrapped note could not be erased
             self.stream.write(f'\r{_ERASE_LINE}{text[:columns - 1]}')
             self.stream.flush()
             self._shown = True

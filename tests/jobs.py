@@ -246,3 +246,15 @@ def report_bad(what):
            'message': lambda: progress(1, 2, b'bytes'), 'metadata': lambda: progress(1, when=object())}
     bad[what]()
     return 'reported'
+
+
+def report_twice(address):
+    """Report a quarter, meet the test at ``address``, report three
+    quarters, meet it again, then return 'reported'."""
+    from coldoc_tasks import progress
+
+    progress(1, 4, 'a quarter')
+    rendezvous(address)
+    progress(3, 4, 'three quarters')
+    rendezvous(address)
+    return 'reported'
