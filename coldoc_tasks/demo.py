@@ -53,9 +53,9 @@ class _Job:
         so that plain output gets a line per quarter, not per report."""
         report = self.fork.progress()
         failed = isinstance(self.outcome, BaseException)
-        if report is None:
+        if report is None and not self.ended:
             return f'  {self.label:<24} {"waiting for a free worker":>28}'
-        done, total = report.done, report.total
+        done, total = (report.done, report.total) if report else (1, 1)
         fraction = done / total if total else 0.0
         if coarse and not self.ended:
             fraction = math.floor(fraction * 4) / 4

@@ -216,3 +216,17 @@ def test_daemon_says_on_a_terminal_that_it_waits(make_server):
     assert out.text == f'coldoc task server started (pid {server.pid})\n'
     assert err.text == (f'\r\033[Kwaiting for the task server of {server.infofile} to be ready (up to 30 s)...'
                         '\r\033[K'), repr(err.text)
+
+
+def test_watch_ends_quietly_when_its_reader_goes(coldoc_server):
+    watch, out, err = start_cli('coldoc', 'status', coldoc_server.infofile, '--watch', '--interval', '0.1')
+    try:
+        out.read_until('results held:')
+        os.close(out.fd)  # as `status --watch | head` does once it has its lines
+        assert watch.wait(timeout=30) == 0
+        assert err.read_to_end() == '', err.text
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()
+        os.close(err.fd)

@@ -12,6 +12,7 @@ same infofile is shown again as soon as it answers.
 
 from __future__ import annotations
 
+import os
 import select
 import signal
 import sys
@@ -100,6 +101,11 @@ def watch_status(infofile: PathLike, interval: float = 1.0, timeout: float = 5.0
                 signals.pause(interval - (time.monotonic() - started))
     except _Stopped:
         pass
+    except BrokenPipeError:  # the reader went (``status --watch | head``): nothing more to show
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())  # so that the flush at exit does not fail again
+        os.close(devnull)
+        return 0
     if screen.terminal:
         out.write('\n')
         out.flush()
