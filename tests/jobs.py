@@ -246,3 +246,14 @@ def report_bad(what):
            'message': lambda: progress(1, 2, b'bytes'), 'metadata': lambda: progress(1, when=object())}
     bad[what]()
     return 'reported'
+
+
+#: What hold_memory keeps alive in its worker, as a leaking task would.
+HELD_MEMORY: list = []
+
+
+def hold_memory(megabytes):
+    """Allocate ``megabytes`` MB, touch every page, keep them in this process
+    (a module-level list) and return the process id."""
+    HELD_MEMORY.append(bytearray(b'\1' * (megabytes * 2**20)))
+    return os.getpid()
