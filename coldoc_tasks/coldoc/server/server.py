@@ -44,6 +44,7 @@ from ..queues import QueueConfig
 from ..safefiles import UnsafePathError, clear_socket_path
 from .channel import Channel
 from .loop import EventLoop, Timer
+from .memory import resident_bytes, trim_heap
 from .requests import Requests
 from .tasks import Task, TaskTable
 from .workers import WorkerPool
@@ -56,6 +57,8 @@ STOP_LINGER = 10.0
 #: The longest duration accepted for a grace, a retention or a timeout (a year).
 #: Seconds the listener rests when the process is out of descriptors.
 ACCEPT_PAUSE = 0.5
+#: Seconds between two looks at whether the task table shrank enough to give memory back.
+HOUSEKEEPING_INTERVAL = 1.0
 
 
 class Connection:
@@ -152,6 +155,7 @@ class TaskServer(Requests):
         logger.info('coldoc task server %s (pid %d) serving on %s; queues: %s', __version__, os.getpid(),
                     self.socket_path, ', '.join(f'{q.config.name} ({q.config.concurrency}, {q.config.mode})'
                                                 for q in self.pool.queues.values()))
+        self.loop.call_later(HOUSEKEEPING_INTERVAL, self._housekeeping)
         try:
             if on_ready is not None:
                 on_ready()
@@ -161,6 +165,20 @@ class TaskServer(Requests):
         finally:
             self.loop.restore_signals()
             self._close()
+
+    def _housekeeping(self) -> None:
+        # After a burst the freed memory stays in the process unless given
+        # back: the task dict keeps its peak size, and glibc keeps freed
+        # blocks for reuse.  Only once most of the burst is gone: a trim
+        # costs a few milliseconds.
+        if self.table.compact():
+            before = resident_bytes()
+            trim_heap()
+            after = resident_bytes()
+            if before is not None and after is not None:
+                logger.debug('%d tasks held after a burst: %.1f MB back to the system, %.1f MB resident',
+                             len(self.table.tasks), (before - after) / 2**20, after / 2**20)
+        self.loop.call_later(HOUSEKEEPING_INTERVAL, self._housekeeping)
 
     def _on_signal(self, signum: int) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT):
