@@ -124,8 +124,11 @@ class TaskTable:
         # entries go here, in O(1) amortized, else a busy server would hold
         # one per task of the whole retention time.
         if len(expiry) > 2 * len(self.tasks) + COMPACT_FROM:
-            tasks = self.tasks
-            self._expiry = collections.deque(entry for entry in expiry if entry[1] in tasks)
+            self._forget_collected()
+
+    def _forget_collected(self) -> None:
+        tasks = self.tasks
+        self._expiry = collections.deque(entry for entry in self._expiry if entry[1] in tasks)
 
     def expire(self, now: float) -> float | None:
         """Drop the results whose retention has passed; return when the next
@@ -158,14 +161,18 @@ class TaskTable:
 
     def compact(self) -> bool:
         """Rebuild the task dict if it holds at most a quarter of its peak
-        (a dict keeps the size of its peak, however many items go); True if
-        it did, so that the caller may give freed memory back."""
+        (a dict keeps the size of its peak, however many items go): True if
+        it did, so that the caller may give freed memory back.  And clear the
+        expiry queue of collected tasks whenever they are most of it: their
+        last objects, spread over the memory of a burst, would keep it all."""
         tasks = self.tasks
-        if self._peak < COMPACT_FROM or len(tasks) > self._peak // 4:
-            return False
-        self.tasks = {task_id: task for task_id, task in tasks.items()}
-        self._peak = len(tasks)
-        return True
+        shrunk = self._peak >= COMPACT_FROM and len(tasks) <= self._peak // 4
+        if shrunk:
+            self.tasks = {task_id: task for task_id, task in tasks.items()}
+            self._peak = len(tasks)
+        if shrunk or len(self._expiry) > 2 * len(tasks) + 64:
+            self._forget_collected()
+        return shrunk
 
 
 class RememberedIds:
