@@ -258,3 +258,14 @@ def report_twice(address):
     progress(3, 4, 'three quarters')
     rendezvous(address)
     return 'reported'
+
+
+#: What hold_memory keeps alive in its worker, as a leaking task would.
+HELD_MEMORY: list = []
+
+
+def hold_memory(megabytes):
+    """Allocate ``megabytes`` MB, touch every page, keep them in this process
+    (a module-level list) and return the process id."""
+    HELD_MEMORY.append(bytearray(b'\1' * (megabytes * 2**20)))
+    return os.getpid()

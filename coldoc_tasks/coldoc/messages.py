@@ -25,7 +25,9 @@ PushedProgress                S -> C      unasked: a running task's latest repor
 Error                         S -> C      the request failed (``kind``: see ``ERRORS``)
 Dropped                       S -> C      the server drops the connection, saying why
 Run + call, Exit              S -> W      run this task; leave
-Done + outcome                W -> S      the task ended (``failed``: it raised)
+Done + outcome                W -> S      the task ended (``failed``: it raised; ``rss``: the
+                                          worker's resident bytes after it, if the server
+                                          limits them, else None)
 ProgressReport                W -> S      the task's latest report (coalesced by the worker)
 ============================  ==========  =================================================
 
@@ -198,6 +200,8 @@ class Exit(Message):
 class Done(Message):
     task_id: str
     failed: bool
+    #: the worker's resident memory after the task, in bytes (None: not measured)
+    rss: int | None
 
 
 @_message('progress')

@@ -30,7 +30,10 @@ MAX_MESSAGE_LIMIT = 2**32 - 1
 @dataclasses.dataclass(frozen=True)
 class ServerOption:
     """One option of the server: its name as a Python keyword, its type
-    (``float`` seconds or ``int``), default, range and help text."""
+    (``float`` seconds or ``int``), default, range and help text.
+    ``zero_means``: if set, 0 is accepted besides the range and means this
+    (for a limit, ``'no limit'``: the option is off).  ``None`` (on the
+    command line, leaving the option out) always means the default."""
 
     name: str
     kind: type
@@ -39,6 +42,7 @@ class ServerOption:
     maximum: float
     help: str
     unit: str = 'seconds'
+    zero_means: str = ''
 
     @property
     def flag(self) -> str:
@@ -52,7 +56,9 @@ class ServerOption:
 
     def describe_range(self) -> str:
         if self.kind is int:
-            return f'an integer from {int(self.minimum)} to {int(self.maximum)}{" " + self.unit if self.unit else ""}'
+            off = f', or 0 for {self.zero_means}' if self.zero_means else ''
+            return (f'an integer from {int(self.minimum)} to {int(self.maximum)}'
+                    f'{" " + self.unit if self.unit else ""}{off}')
         return f'a number of {self.unit} from {self.minimum:g} to {self.maximum:g}'
 
     def check(self, value: Any, spelled: str | None = None) -> Any:
@@ -60,6 +66,8 @@ class ServerOption:
         :class:`ColdocTasksOptionError` naming the option (as ``spelled``,
         default its keyword) and its range."""
         label = spelled or self.name
+        if self.zero_means and not isinstance(value, bool) and value == 0:
+            return self.kind(0)
         if self.kind is float:
             try:
                 return check_seconds(label, value, minimum=self.minimum, maximum=self.maximum)
@@ -91,6 +99,9 @@ SERVER_OPTIONS: tuple[ServerOption, ...] = (
                  'seconds a new connection has to authenticate'),
     ServerOption('max_message_size', int, 512 * 1024 * 1024, 1024, MAX_MESSAGE_LIMIT,
                  'largest call or result, in bytes', unit='bytes'),
+    ServerOption('max_memory_per_worker', int, 0, 1, 1024 * 1024,
+                 'recycle a reused worker whose resident memory is over this many MB after a task (0: no limit; '
+                 'a fresh worker never runs a second task anyway)', unit='MB', zero_means='no limit'),
 )
 
 OPTIONS_BY_NAME: dict[str, ServerOption] = {option.name: option for option in SERVER_OPTIONS}

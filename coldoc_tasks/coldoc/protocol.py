@@ -1,4 +1,4 @@
-"""The wire protocol of the coldoc task server, version 3: frames and the handshake.
+"""The wire protocol of the coldoc task server, version 5: frames and the handshake.
 
 Everything travels over ``AF_UNIX`` stream sockets as frames::
 
@@ -26,8 +26,8 @@ header is raw bytes and whose body is empty:
                       or b"NO" and the server closes the connection
     ====  ==========  =======================================================
 
-The greeting names the protocol version (``coldoc-tasks/4``: 4 added the
-progress reports), so a client of another version stops with an error naming
+The greeting names the protocol version (``coldoc-tasks/5``: 4 added the
+progress reports, 5 the worker's memory in ``Done``), so a client of another version stops with an error naming
 both.  The server compares digests
 with ``hmac.compare_digest``; the client checks the server's proof in the
 same way, so neither side trusts a peer that does not hold the key.  Only
@@ -66,7 +66,7 @@ from ..exceptions import (
     ColdocTasksUsageError,
 )
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 GREETING = b'coldoc-tasks/%d ' % PROTOCOL_VERSION
 NONCE_SIZE = 32
 DIGEST_SIZE = hashlib.sha256().digest_size

@@ -83,7 +83,8 @@ def run_server(infofile: PathLike, socket_path: PathLike | None = None, authkey:
                queues: list[QueueConfig] | None = None, logfile: PathLike | None = None,
                result_retention: float = 3600.0, terminate_grace: float = 2.0, stop_grace: float = 10.0,
                handshake_timeout: float = 5.0, max_message_size: int = DEFAULT_MAX_BODY,
-               preload: Iterable[str] = (), on_ready: Callable[[dict], None] | None = None) -> None:
+               max_memory_per_worker: int | None = None, preload: Iterable[str] = (),
+               on_ready: Callable[[dict], None] | None = None) -> None:
     """Run a coldoc task server in this process until it is stopped.
 
     Missing ``socket_path`` or ``authkey`` are taken from the previous
@@ -97,11 +98,15 @@ def run_server(infofile: PathLike, socket_path: PathLike | None = None, authkey:
     :class:`ColdocTasksLegacyServerRunningError` (a dead one's is replaced,
     with a fresh socket and key).  ``preload``: modules imported before any worker is forked,
     so that workers start with them (the code of the tasks, typically).
+    ``max_memory_per_worker``: MB of resident memory a reused worker may hold
+    after a task; over it, the worker is recycled once it has sent the
+    outcome (None or 0: no limit; a fresh worker runs one task anyway).
     ``on_ready(info)`` is called once clients can connect.
     """
     options = check_server_options({'result_retention': result_retention, 'terminate_grace': terminate_grace,
                                     'stop_grace': stop_grace, 'handshake_timeout': handshake_timeout,
-                                    'max_message_size': max_message_size})
+                                    'max_message_size': max_message_size,
+                                    'max_memory_per_worker': max_memory_per_worker})
     infofile = os.path.abspath(os.fspath(infofile))
     for module in preload:
         importlib.import_module(module)

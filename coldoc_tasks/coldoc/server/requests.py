@@ -229,6 +229,7 @@ class Requests:
             'tasks': running + queued,
             'tasks_queued': queued_count,
             'results_held': len(self.table.tasks) - len(running) - queued_count,
-            'counters': dict(self.table.counters, **self.counters),
+            'counters': dict(self.table.counters, **self.counters, **self.pool.counters),
+            'max_memory_per_worker': self.pool.max_worker_rss and self.pool.max_worker_rss // 2**20,
             'clients': len(self.connections),
         }

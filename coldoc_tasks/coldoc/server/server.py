@@ -44,6 +44,7 @@ from ..queues import QueueConfig
 from ..safefiles import UnsafePathError, clear_socket_path
 from .channel import Channel
 from .loop import EventLoop, Timer
+from .memory import resident_bytes, trim_heap
 from .requests import Requests
 from .tasks import Task, TaskTable
 from .workers import WorkerPool
@@ -56,6 +57,8 @@ STOP_LINGER = 10.0
 #: The longest duration accepted for a grace, a retention or a timeout (a year).
 #: Seconds the listener rests when the process is out of descriptors.
 ACCEPT_PAUSE = 0.5
+#: Seconds between two looks at whether the task table shrank enough to give memory back.
+HOUSEKEEPING_INTERVAL = 1.0
 
 
 class Connection:
@@ -81,6 +84,8 @@ class TaskServer(Requests):
     added if missing).  ``result_retention``: seconds an uncollected result
     is kept.  ``terminate_grace``: seconds between SIGTERM and SIGKILL.
     ``stop_grace``: seconds ``stop`` lets running tasks finish.
+    ``max_memory_per_worker``: MB a reused worker may hold after a task
+    before it is recycled (0 or None: no limit).
     ``on_exit``: called once the loop has ended (the caller releases its
     lock and files there).
     """
@@ -88,7 +93,7 @@ class TaskServer(Requests):
     def __init__(self, socket_path: str, authkey: bytes, queues: list[QueueConfig] | None = None, *,
                  result_retention: float = 3600.0, terminate_grace: float = 2.0, stop_grace: float = 10.0,
                  handshake_timeout: float = 5.0, max_message_size: int = DEFAULT_MAX_BODY,
-                 extra_fds: list[int] | None = None):
+                 max_memory_per_worker: int | None = None, extra_fds: list[int] | None = None):
         for name, value in (('result_retention', result_retention), ('terminate_grace', terminate_grace),
                             ('stop_grace', stop_grace), ('handshake_timeout', handshake_timeout)):
             check_seconds(name, value)
@@ -101,8 +106,8 @@ class TaskServer(Requests):
         self.table = TaskTable(result_retention)
         self.loop = EventLoop(keep_from_children=extra_fds)
         self.pool = WorkerPool(queues or [], self.table, self.loop, self._on_final, terminate_grace,
-                               on_progress=self._on_progress,
-                               max_message_size=max_message_size)
+                               on_progress=self._on_progress, max_message_size=max_message_size,
+                               max_worker_rss=max_memory_per_worker * 2**20 if max_memory_per_worker else None)
         self.connections: dict[int, Connection] = {}
         self.listener: socket.socket | None = None
         self._socket_inode = -1
@@ -150,6 +155,7 @@ class TaskServer(Requests):
         logger.info('coldoc task server %s (pid %d) serving on %s; queues: %s', __version__, os.getpid(),
                     self.socket_path, ', '.join(f'{q.config.name} ({q.config.concurrency}, {q.config.mode})'
                                                 for q in self.pool.queues.values()))
+        self.loop.call_later(HOUSEKEEPING_INTERVAL, self._housekeeping)
         try:
             if on_ready is not None:
                 on_ready()
@@ -159,6 +165,20 @@ class TaskServer(Requests):
         finally:
             self.loop.restore_signals()
             self._close()
+
+    def _housekeeping(self) -> None:
+        # After a burst the freed memory stays in the process unless given
+        # back: the task dict keeps its peak size, and glibc keeps freed
+        # blocks for reuse.  Only once most of the burst is gone: a trim
+        # costs a few milliseconds.
+        if self.table.compact():
+            before = resident_bytes()
+            trim_heap()
+            after = resident_bytes()
+            if before is not None and after is not None:
+                logger.debug('%d tasks held after a burst: %.1f MB back to the system, %.1f MB resident',
+                             len(self.table.tasks), (before - after) / 2**20, after / 2**20)
+        self.loop.call_later(HOUSEKEEPING_INTERVAL, self._housekeeping)
 
     def _on_signal(self, signum: int) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT):

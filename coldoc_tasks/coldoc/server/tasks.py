@@ -5,10 +5,16 @@ A task is *queued*, then *running*, then one of the final states: *done*
 *cancelled* (terminated or stopped before it ran) or *lost* (its worker
 vanished).  A final task keeps its outcome until a ``wait`` collects it or
 the retention time passes (then it is *expired*: dropped and counted).
+
+Memory: after a burst the table gives back what the burst took.  A collected
+task leaves nothing but 16 bytes in the ring of remembered ids; the expiry
+queue is cleared of collected tasks as it goes; and :meth:`TaskTable.compact`
+rebuilds the task dict, which never shrinks by itself, once it has emptied.
 """
 
 from __future__ import annotations
 
+import array
 import collections
 import time
 from typing import Any
@@ -24,6 +30,10 @@ FINAL_STATES = frozenset((DONE, FAILED, TERMINATED, CANCELLED, LOST))
 
 #: How many collected or expired task ids are remembered, to say so to a late wait.
 REMEMBERED_IDS = 100_000
+#: The task dict is rebuilt when it holds a quarter of its peak, from this peak up.
+COMPACT_FROM = 1024
+_COLLECTED_BY_UNKNOWN = 0
+_EXPIRED = -1
 
 
 class Task:
@@ -84,12 +94,16 @@ class TaskTable:
         # Final tasks in the order they finished, which is also the order
         # they expire in, since the retention time is the same for all.
         self._expiry: collections.deque[tuple[float, str]] = collections.deque()
-        # task id -> what became of it, for tasks no longer in ``tasks``
-        self.forgotten: collections.OrderedDict[str, str] = collections.OrderedDict()
+        # what became of the tasks no longer in ``tasks``
+        self.forgotten = RememberedIds(REMEMBERED_IDS)
+        self._peak = 0  # the most tasks held since the last compaction
 
     def add(self, task: Task) -> None:
-        self.tasks[task.task_id] = task
+        tasks = self.tasks
+        tasks[task.task_id] = task
         self.counters['submitted'] += 1
+        if len(tasks) > self._peak:
+            self._peak = len(tasks)
 
     def finish(self, task: Task, state: str, outcome: bytes | None = None, lost_message: str | None = None) -> None:
         """Move ``task`` to a final state."""
@@ -103,8 +117,18 @@ class TaskTable:
 
     def collect(self, task: Task, by_pid: int | None) -> None:
         """Forget ``task``: its outcome was delivered."""
-        self._drop(task, f'its result was already collected{"" if by_pid is None else f" by process {by_pid}"}')
+        self._drop(task, _COLLECTED_BY_UNKNOWN if by_pid is None else by_pid)
         self.counters['collected'] += 1
+        expiry = self._expiry
+        # Most results are collected long before they would expire: their
+        # entries go here, in O(1) amortized, else a busy server would hold
+        # one per task of the whole retention time.
+        if len(expiry) > 2 * len(self.tasks) + COMPACT_FROM:
+            self._forget_collected()
+
+    def _forget_collected(self) -> None:
+        tasks = self.tasks
+        self._expiry = collections.deque(entry for entry in self._expiry if entry[1] in tasks)
 
     def expire(self, now: float) -> float | None:
         """Drop the results whose retention has passed; return when the next
@@ -117,17 +141,67 @@ class TaskTable:
             expiry.popleft()
             task = self.tasks.get(task_id)
             if task is not None and task.state in FINAL_STATES and not task.waiters:
-                self._drop(task, f'its result expired after {self.retention:g} s without being collected')
+                self._drop(task, _EXPIRED)
                 self.counters['expired'] += 1
         return None
 
-    def _drop(self, task: Task, why: str) -> None:
+    def _drop(self, task: Task, why: int) -> None:
         self.tasks.pop(task.task_id, None)
-        forgotten = self.forgotten
-        forgotten[task.task_id] = why
-        if len(forgotten) > REMEMBERED_IDS:
-            forgotten.popitem(last=False)
+        self.forgotten.add(task.task_id, why)
 
     def why_unknown(self, task_id: str) -> str:
         why = self.forgotten.get(task_id)
-        return f'task {task_id} is not known to the server: ' + (why or 'it was never submitted to this server')
+        if why is None:
+            text = 'it was never submitted to this server'
+        elif why == _EXPIRED:
+            text = f'its result expired after {self.retention:g} s without being collected'
+        else:
+            text = f'its result was already collected{f" by process {why}" if why > 0 else ""}'
+        return f'task {task_id} is not known to the server: {text}'
+
+    def compact(self) -> bool:
+        """Rebuild the task dict if it holds at most a quarter of its peak
+        (a dict keeps the size of its peak, however many items go): True if
+        it did, so that the caller may give freed memory back.  And clear the
+        expiry queue of collected tasks whenever they are most of it: their
+        last objects, spread over the memory of a burst, would keep it all."""
+        tasks = self.tasks
+        shrunk = self._peak >= COMPACT_FROM and len(tasks) <= self._peak // 4
+        if shrunk:
+            self.tasks = {task_id: task for task_id, task in tasks.items()}
+            self._peak = len(tasks)
+        if shrunk or len(self._expiry) > 2 * len(tasks) + 64:
+            self._forget_collected()
+        return shrunk
+
+
+class RememberedIds:
+    """The last ``size`` task ids dropped from the table, each with an int
+    saying why, in 16 bytes each: a 64-bit hash of the id (two ids of the
+    same hash, about one chance in 10**14 among 100,000, would share a
+    message) and the int.  Looked up only for a task the table does not
+    know, by a scan in C."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._hashes = array.array('q')
+        self._whys = array.array('q')
+        self._next = 0
+
+    def add(self, task_id: str, why: int) -> None:
+        if len(self._hashes) < self.size:
+            self._hashes.append(hash(task_id))
+            self._whys.append(why)
+            return
+        self._hashes[self._next] = hash(task_id)
+        self._whys[self._next] = why
+        self._next = (self._next + 1) % self.size
+
+    def get(self, task_id: str) -> int | None:
+        try:
+            return self._whys[self._hashes.index(hash(task_id))]
+        except ValueError:
+            return None
+
+    def __len__(self) -> int:
+        return len(self._hashes)

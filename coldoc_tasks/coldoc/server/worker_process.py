@@ -3,7 +3,9 @@
 A worker reads ``["run", task_id]`` frames carrying a pickled call from its
 socket, runs the call, sends the task's progress reports (coalesced: see
 :mod:`coldoc_tasks.progress`) as ``["progress", task_id, ...]``, and answers
-``["done", task_id, failed]`` with the encoded outcome; ``["exit"]`` or the end of its socket end it.  A worker in
+``["done", task_id, failed, rss]`` with the encoded outcome; ``["exit"]`` or the end of its socket end it.
+``rss`` is the worker's resident memory once the task is over, if the server
+asked for it (it recycles a worker over ``max_memory_per_worker``).  A worker in
 *fresh* mode runs one task and exits.  Unpickling the call and pickling the
 outcome happen here, never in the server; so does the check of the result's
 size against the server's limit, so that the server never receives a result
@@ -28,6 +30,7 @@ from ...progress import Progress, reporting
 from .. import context
 from ..messages import Done, Exit, ProgressReport, Run, decode
 from ..protocol import FrameReader, sendall_pieces
+from .memory import resident_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +60,10 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def worker_main(sock: socket.socket, close_fds: Iterable[int], parent_pid: int, fresh: bool,
-                max_message_size: int = MAX_CALL_SIZE) -> None:
+                max_message_size: int = MAX_CALL_SIZE, measure_memory: bool = False) -> None:
     """Body of a worker process; never returns.  An outcome is encoded within
-    ``max_message_size`` bytes (the server's limit)."""
+    ``max_message_size`` bytes (the server's limit).  ``measure_memory``: say
+    in each ``Done`` how much memory the worker holds after the task."""
     code = 0
     try:
         for fd in close_fds:
@@ -83,7 +87,8 @@ def worker_main(sock: socket.socket, close_fds: Iterable[int], parent_pid: int, 
                 context.CURRENT_TASK_ID = None
                 pieces, failed = encode_outcome(outcome, min(max_message_size, MAX_CALL_SIZE))
                 del outcome  # a big result is not kept twice while it is sent
-                sendall_pieces(sock, Done(task_id, failed).encode(pieces))
+                rss = _memory_after_task(pieces) if measure_memory and not fresh else None
+                sendall_pieces(sock, Done(task_id, failed, rss).encode(pieces))
                 if fresh:
                     return
     except BaseException:  # a worker must never return into the server's code
@@ -95,6 +100,13 @@ def worker_main(sock: socket.socket, close_fds: Iterable[int], parent_pid: int, 
             with contextlib.suppress(Exception):
                 stream.flush()
         os._exit(code)
+
+
+def _memory_after_task(pieces: list) -> int | None:
+    # The encoded outcome is freed once sent: what stays is what the task
+    # left behind (a module-level cache, a leak), which is what is limited.
+    rss = resident_bytes()
+    return None if rss is None else max(0, rss - sum(map(len, pieces)))
 
 
 def _progress_sender(sock: socket.socket, task_id: str) -> Callable[[Progress], None]:

@@ -4,7 +4,9 @@ Each named queue has a concurrency limit and a FIFO of waiting tasks.  A task
 leaves the FIFO when the queue has a free slot; it then goes to an idle
 worker of the queue, or to a worker forked for it.  Per queue, workers are
 *reused* (optionally recycled after ``max_tasks_per_worker`` tasks) or
-*fresh* (one process per task).
+*fresh* (one process per task).  A reused worker whose resident memory,
+which it reports with each outcome, is over ``max_worker_rss`` is recycled
+too, and counted (``recycled_for_memory``).
 
 A worker blocked in ``wait()`` on another task lends its slot: the server
 calls :meth:`WorkerPool.lend`, which raises the queue's limit by one until
@@ -94,12 +96,16 @@ class WorkerPool:
     ``on_progress(task)`` when a running task reports its progress.
     ``max_message_size``: the largest outcome a worker may send (it refuses
     a larger result itself; one that sends more anyway is killed).
+    ``max_worker_rss``: bytes a reused worker may hold after a task (None: no limit).
     """
 
     def __init__(self, queues: list[QueueConfig], table: TaskTable, loop: EventLoop,
                  on_final: Callable[[Task], None], terminate_grace: float, *,
-                 max_message_size: int = DEFAULT_MAX_BODY, on_progress: Callable[[Task], None] | None = None):
+                 max_message_size: int = DEFAULT_MAX_BODY, on_progress: Callable[[Task], None] | None = None,
+                 max_worker_rss: int | None = None):
         self.max_message_size = max_message_size
+        self.max_worker_rss = max_worker_rss
+        self.counters = {'recycled_for_memory': 0}
         self.on_progress = on_progress
         self.table = table
         self.loop = loop
@@ -244,7 +250,8 @@ class WorkerPool:
             child_sock.close()
             return None
         if pid == 0:
-            worker_main(child_sock, close_in_child, server_pid, queue.config.mode == 'fresh', self.max_message_size)
+            worker_main(child_sock, close_in_child, server_pid, queue.config.mode == 'fresh', self.max_message_size,
+                        measure_memory=self.max_worker_rss is not None)
         child_sock.close()
         pidfd = os.pidfd_open(pid)
         reader = FrameReader(max_body=max(self.max_message_size, MIN_ERROR_ROOM))
@@ -266,7 +273,7 @@ class WorkerPool:
                 if isinstance(message, ProgressReport):
                     self._on_progress(worker, message)
                 else:
-                    self._on_done(worker, message.task_id, message.failed, body)
+                    self._on_done(worker, message, body)
         except ColdocTasksProtocolError as exc:  # (an OSError too: caught first)
             # A task can do anything in its worker, even write to this socket.
             self._fault(worker, f'it sent what the server does not accept ({exc})')
@@ -288,10 +295,10 @@ class WorkerPool:
         if self.on_progress is not None:
             self.on_progress(task)
 
-    def _on_done(self, worker: Worker, task_id: str, failed: bool, outcome: bytes) -> None:
+    def _on_done(self, worker: Worker, message: Done, outcome: bytes) -> None:
         task, queue = worker.task, worker.queue
-        if task is None or task.task_id != task_id:
-            logger.error('worker %d reported task %s, which it was not running', worker.pid, task_id)
+        if task is None or task.task_id != message.task_id:
+            logger.error('worker %d reported task %s, which it was not running', worker.pid, message.task_id)
             return
         worker.task = None
         worker.tasks_done += 1
@@ -299,12 +306,15 @@ class WorkerPool:
         if worker.kill_timer is not None:
             worker.kill_timer.cancel()
             worker.kill_timer = None
-        self.table.finish(task, FAILED if failed else DONE, outcome=outcome)
+        self.table.finish(task, FAILED if message.failed else DONE, outcome=outcome)
         logger.debug('task %s (%s) %s in %.3f s', task.task_id, task.cmd_name, task.state,
                     task.finished - task.started)
         config = queue.config
+        over_memory = _over_memory(self.max_worker_rss, worker, task, message.rss)
+        self.counters['recycled_for_memory'] += over_memory
         if (config.mode == 'fresh' or task.terminating or self.draining or worker.retiring
                 or (config.max_tasks_per_worker and worker.tasks_done >= config.max_tasks_per_worker)
+                or over_memory
                 or queue.running + len(queue.idle) >= config.concurrency):
             self._retire(worker)
         else:
@@ -376,3 +386,13 @@ class WorkerPool:
             for task in queue.pending:
                 if task.state == QUEUED:
                     yield task
+
+
+def _over_memory(limit: int | None, worker: Worker, task: Task, rss: int | None) -> bool:
+    """Whether ``worker`` holds more than ``limit`` bytes after ``task`` (it
+    is then recycled, and the reason logged)."""
+    if limit is None or rss is None or rss <= limit:
+        return False
+    logger.info('worker %d holds %.1f MB after task %s (%s), over the limit of %.1f MB: recycling it',
+                worker.pid, rss / 2**20, task.task_id, task.cmd_name, limit / 2**20)
+    return True
