@@ -245,10 +245,7 @@ class ForkBase:
                 collected = shared.outcome
             finally:
                 shared.lock.release()
-            with self._lock:
-                if self._outcome is None:
-                    self._set_outcome(collected)
-                outcome = self._outcome
+            outcome = self._adopt(collected)
         return self._deliver(outcome, raise_exception)
 
     async def wait_async(self, timeout: float | None = None, raise_exception: bool = True) -> Any:
@@ -278,11 +275,15 @@ class ForkBase:
                 collected = shared.outcome
             finally:
                 shared.lock.release()
-            with self._lock:
-                if self._outcome is None:
-                    self._set_outcome(collected)
-                outcome = self._outcome
+            outcome = self._adopt(collected)
         return self._deliver(outcome, raise_exception)
+
+    def _adopt(self, collected: Outcome) -> Outcome:
+        """Take the outcome collected for every copy of the task, once."""
+        with self._lock:
+            if self._outcome is None:
+                self._set_outcome(collected)
+            return self._outcome
 
     @staticmethod
     def _deliver(outcome: Outcome, raise_exception: bool) -> Any:
