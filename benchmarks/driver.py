@@ -1,7 +1,7 @@
 """The whole run: every system and workload group in a fresh process, then
 the report and the plots.
 
-    python -m benchmarks [--quick] [--systems a,b] [--out DIR]
+    python -m benchmarks [--quick] [--rounds N] [--systems a,b] [--out DIR]
 
 A full run writes ``docs/benchmarks.md``, ``docs/img/*.png`` and
 ``benchmarks/results/latest.json``; ``--quick`` writes to
@@ -9,6 +9,12 @@ A full run writes ``docs/benchmarks.md``, ``docs/img/*.png`` and
 never replaces the committed report.  Each child gets a bounded time; on
 timeout or Ctrl-C it is sent SIGTERM (it then stops its services), then
 SIGKILL, and whatever it recorded in its pid file is stopped too.
+
+The systems run in interleaved rounds (every system once, then every
+system again, ...: 3 rounds in a full run, 1 in a quick one unless
+``--rounds`` says otherwise) of the group the ratios come from (``core``,
+or ``quick``); the ``memory`` and ``scale`` groups, which measure each
+system on its own, run once after the rounds.  See :mod:`benchmarks.rounds`.
 """
 
 from __future__ import annotations
@@ -25,12 +31,15 @@ import sys
 import tempfile
 import time
 
+from . import rounds as rounds_
 from . import services
 from .adapters import SYSTEMS
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: coldoc and its two nearest peers, for the scale runs
 SCALE_SYSTEMS = ['coldoc-reuse', 'ppe', 'huey']
+#: interleaved rounds by default: (full, quick)
+FULL_ROUNDS, QUICK_ROUNDS = 3, 1
 #: seconds a child may take, per group: (full, quick)
 GROUP_TIMEOUTS = {'core': (150, 60), 'memory': (150, 60), 'scale': (240, 60), 'quick': (60, 60)}
 
@@ -61,6 +70,22 @@ def run_child(system: str, group: str, quick: bool, logdir: str) -> dict:
         services.kill_recorded(pidfile)
 
 
+def _positive(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f'must be at least 1, not {number}')
+    return number
+
+
+def _run_and_print(system: str, group: str, quick: bool, logdir: str, label: str) -> dict:
+    began = time.time()
+    result = run_child(system, group, quick, logdir)
+    result['wall_s'] = time.time() - began
+    note = result.get('error') or result.get('unavailable') or 'ok'
+    print(f'{label:>8} {system:>13} {group:<7} {result["wall_s"]:6.1f} s  {note}', flush=True)
+    return result
+
+
 def machine() -> dict:
     """What the run ran on."""
     model = ''
@@ -78,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--quick', action='store_true', help='small parameters, about a minute (for CI)')
     parser.add_argument('--systems', help='comma-separated systems (default: all): ' + ', '.join(SYSTEMS))
     parser.add_argument('--out', help='directory of the report (default: docs, or build/bench-quick with --quick)')
+    parser.add_argument('--rounds', type=_positive, help='interleaved rounds of every system '
+                        f'(default: {FULL_ROUNDS}, or {QUICK_ROUNDS} with --quick)')
     parser.add_argument('--no-profile', action='store_true', help='skip the profiles of the missed targets')
     args = parser.parse_args(argv)
     systems = args.systems.split(',') if args.systems else list(SYSTEMS)
@@ -94,18 +121,26 @@ def main(argv: list[str] | None = None) -> int:
     results = {'command': shlex.join(['python', '-m', 'benchmarks', *given]),
                'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
                'quick': args.quick, 'machine': machine(), 'runs': []}
-    groups = ('quick',) if args.quick else ('core', 'memory')
-    plan = [(system, group) for system in systems for group in groups]
-    plan += [(system, 'scale') for system in SCALE_SYSTEMS if system in systems]
+    rounds_count = args.rounds or (QUICK_ROUNDS if args.quick else FULL_ROUNDS)
+    round_group = 'quick' if args.quick else 'core'
+    once = [(system, 'memory') for system in systems] if not args.quick else []
+    once += [(system, 'scale') for system in SCALE_SYSTEMS if system in systems and not args.quick]
+    results['rounds'] = []
     redis = services.ensure_redis(logdir)
     try:
-        for system, group in plan:
-            began = time.time()
-            result = run_child(system, group, args.quick, logdir)
-            result['wall_s'] = time.time() - began
-            results['runs'].append(result)
-            note = result.get('error') or result.get('unavailable') or 'ok'
-            print(f'{system:>13} {group:<7} {result["wall_s"]:6.1f} s  {note}', flush=True)
+        for number in range(1, rounds_count + 1):
+            round_ = rounds_.start_round(number)
+            results['rounds'].append(round_)
+            for system in systems:
+                round_['runs'].append(_run_and_print(system, round_group, args.quick, logdir,
+                                                     f'round {number}'))
+            rounds_.end_round(round_)
+            load = f'load {round_["load_start"][0]:.2f} -> {round_["load_end"][0]:.2f}'
+            print(f'round {number}: {load}' + (f' (above {round_["cores"]} cores)' if round_['overloaded'] else ''),
+                  flush=True)
+        results['runs'] = rounds_.median_round_entries(results['rounds'])
+        for system, group in once:
+            results['runs'].append(_run_and_print(system, group, args.quick, logdir, 'once'))
         if not args.quick and not args.no_profile and 'coldoc-reuse' in systems:
             from .profiling import profile_all
 
@@ -117,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         services.kill_recorded(os.environ[services.PIDFILE_ENV])
     results['machine']['load_after'] = os.getloadavg()
     results['duration_s'] = time.time() - started
+    results['ratios'] = rounds_.summarise(results['rounds'])
     write_outputs(results, out, quick=args.quick)
     print(f'done in {results["duration_s"]:.0f} s; report: {os.path.relpath(os.path.join(out, "benchmarks.md"))} '
           f'(logs: {logdir})')
