@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from ..exceptions import ColdocTasksException, ColdocTasksProtocolError
@@ -56,16 +57,19 @@ class Message:
     """A message of the protocol; :attr:`name` is what travels first."""
 
     name: ClassVar[str] = ''
+    #: the names of the fields, in their order on the wire
+    _fields: ClassVar[tuple[str, ...]] = ()
 
     def encode(self, body: Body = b'') -> list[bytes | memoryview]:
         """The frame pieces of this message, with ``body``."""
-        return encode_message([self.name, *(getattr(self, f.name) for f in dataclasses.fields(self))], body)
+        return encode_message([self.name, *map(self.__dict__.__getitem__, self._fields)], body)
 
 
 def _message(name: str):
     def register(cls: type) -> type:
         cls = dataclasses.dataclass(frozen=True)(cls)
         cls.name = name
+        cls._fields = tuple(field.name for field in dataclasses.fields(cls))
         _TYPES[name] = cls
         return cls
     return register
@@ -217,23 +221,26 @@ class ProgressReport(Message):
 REQUESTS: tuple[type[Message], ...] = (Submit, Share, Wait, Unwait, Terminate, Ping, Status, Shutdown)
 
 
-def _fits(value: Any, hint: Any) -> bool:
+def _checker(hint: Any) -> Callable[[Any], bool]:
+    """A test of a decoded JSON value against a field's type (made once per
+    field: decoding is on every task's path)."""
     if hint is Any:
-        return True
+        return lambda value: True
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        return any(_fits(value, option) for option in typing.get_args(hint))
+        options = [_checker(option) for option in typing.get_args(hint)]
+        return lambda value: any(check(value) for check in options)
     if hint is type(None):
-        return value is None
+        return lambda value: value is None
     if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return lambda value: type(value) is float or type(value) is int
     if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint)
+        return lambda value: type(value) is int  # JSON decodes true as a bool, never as an int
+    return lambda value: isinstance(value, hint)
 
 
-_HINTS = {name: list(typing.get_type_hints(cls).items()) for name, cls in _TYPES.items()}
-for _hints in _HINTS.values():
-    _hints[:] = [(field, hint) for field, hint in _hints if field != 'name']
+_HINTS = {name: [(field, _checker(hint)) for field, hint in typing.get_type_hints(cls).items()
+                 if field in cls._fields]
+          for name, cls in _TYPES.items()}
 
 
 def decode(header: bytes, expected: tuple[type[Message], ...] | None = None) -> Message:
@@ -248,7 +255,7 @@ def decode(header: bytes, expected: tuple[type[Message], ...] | None = None) -> 
     values = fields[1:]
     if len(values) != len(hints):
         raise ColdocTasksProtocolError(f'a {name} message has {len(values)} fields, not {len(hints)}')
-    for (field, hint), value in zip(hints, values, strict=True):
-        if not _fits(value, hint):
+    for (field, fits), value in zip(hints, values, strict=True):
+        if not fits(value):
             raise ColdocTasksProtocolError(f'a {name} message with a bad {field}: {value!r:.100}')
     return cls(*values)
