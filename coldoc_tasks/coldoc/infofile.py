@@ -184,19 +184,26 @@ def _open_lock_for_reading(infofile: PathLike) -> int | None:
     return fd
 
 
+def _is_held(fd: int) -> bool:
+    """True if another process holds the lock on ``fd`` (tried, never kept)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
+
+
 def lock_holder(infofile: PathLike) -> int | None:
     """The pid of the live server holding the infofile's lock, or ``None``."""
     fd = _open_lock_for_reading(infofile)
     if fd is None:
         return None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            content = os.read(fd, 64).strip()
-            return int(content) if content.isdigit() else -1
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
+        if not _is_held(fd):
+            return None
+        content = os.pread(fd, 64, 0).strip()
+        return int(content) if content.isdigit() else -1
     finally:
         os.close(fd)
 
@@ -210,12 +217,7 @@ def verified_lock_holder(infofile: PathLike) -> int | None:
     if fd is None:
         return None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pass
-        else:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        if not _is_held(fd):
             return None
         content = os.pread(fd, 64, 0).strip()
         info = os.fstat(fd)
