@@ -169,8 +169,10 @@ class Reporter:
             if self._closed or not self._pending:
                 return
             now = time.monotonic()
-            if not self._deliver(self._latest, now):
-                self._timer = threading.Timer(self.interval, self._on_timer)
+            # A report sent from the task while this timer waited for the
+            # lock starts a new interval: the pending one waits for its end.
+            if now < self._next or not self._deliver(self._latest, now):
+                self._timer = threading.Timer(max(self._next - now, 0.0) or self.interval, self._on_timer)
                 self._timer.daemon = True
                 self._timer.start()
 
