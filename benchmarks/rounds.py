@@ -33,6 +33,12 @@ NESTED: list[tuple[str, str, str]] = [
     ('fresh_w5_w1', 'coldoc fresh W5 nested p50 / its W1 p50', 'coldoc-fresh'),
 ]
 
+#: (key, label, system): W6's two chains on 2 workers against 10, within one run of that system
+CHAINS: list[tuple[str, str, str]] = [
+    ('reuse_chains_c2_c10', 'coldoc reused W6 two 5-level chains, 2 workers / 10', 'coldoc-reuse'),
+    ('fresh_chains_c2_c10', 'coldoc fresh W6 two 5-level chains, 2 workers / 10', 'coldoc-fresh'),
+]
+
 
 def value(entry: dict | None, workload: str, *path: str) -> float | None:
     """A number from one run entry's ``workload``, or None if it failed or is missing."""
@@ -96,7 +102,7 @@ def ratio_over_rounds(rounds: list[dict], numerator: str, denominator: str, work
 
 
 def summarise(rounds: list[dict]) -> list[dict]:
-    """Every ratio of :data:`RATIOS` and :data:`NESTED`, per round and over the rounds."""
+    """Every ratio of :data:`RATIOS`, :data:`NESTED` and :data:`CHAINS`, per round and over the rounds."""
     out = []
     for key, label, numerator, denominator, (workload, *path) in RATIOS:
         out.append({'key': key, 'label': label,
@@ -104,6 +110,9 @@ def summarise(rounds: list[dict]) -> list[dict]:
     for key, label, system in NESTED:
         per_round = [_quotient(value(_by_system(r).get(system), 'W5', 'depth1', 'p50_ms'),
                                value(_by_system(r).get(system), 'W1', 'p50_ms')) for r in rounds]
+        out.append({'key': key, 'label': label, **(spread(per_round) or {})})
+    for key, label, system in CHAINS:
+        per_round = [value(_by_system(r).get(system), 'W6', 'ratio') for r in rounds]
         out.append({'key': key, 'label': label, **(spread(per_round) or {})})
     return out
 

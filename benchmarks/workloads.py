@@ -18,13 +18,13 @@ from .stats import latency_summary, percentile, summary
 #: Parameters of a full run and of ``--quick``.
 FULL = {
     'w1_n': 300, 'warmup': 20, 'w2_n': 1000, 'w2_reps': 3, 'w3_n': 40, 'w3_ms': 25.0, 'w3_reps': 3,
-    'w4_n': 10_000, 'w5_n': 30, 'w5_timeout': 10.0,
+    'w4_n': 10_000, 'w5_n': 30, 'w5_timeout': 10.0, 'w6_reps': 7,
     'queued': [100, 1000, 10_000, 100_000], 'clients': [1, 4, 16, 64], 'clients_tasks': 1280,
     'scale_budget': 45.0, 'timeout': 60.0,
 }
 QUICK = {
     'w1_n': 50, 'warmup': 5, 'w2_n': 100, 'w2_reps': 3, 'w3_n': 20, 'w3_ms': 25.0, 'w3_reps': 1,
-    'w4_n': 500, 'w5_n': 5, 'w5_timeout': 1.0,
+    'w4_n': 500, 'w5_n': 5, 'w5_timeout': 1.0, 'w6_reps': 2,
     'queued': [100, 1000], 'clients': [1, 4], 'clients_tasks': 200,
     'scale_budget': 5.0, 'timeout': 30.0,
 }
@@ -148,6 +148,34 @@ def w5_nested(adapter: Adapter, p: dict) -> dict:
     return result
 
 
+def w6_parallel_chains(adapter: Adapter, p: dict) -> dict:
+    """W6: two 5-level nested chains at once, on this system's 2 workers and
+    on a sibling server of 10 (which never has to lend a slot), alternated
+    ``w6_reps`` times; wall seconds of each, and the ratio of the medians."""
+    sibling = getattr(adapter, 'sibling', None)
+    if sibling is None:
+        return {'skipped': 'only the coldoc servers can be started with another concurrency'}
+    timeout = p['w5_timeout']
+    workdir = os.path.join(adapter.workdir, 'c10')
+    os.mkdir(workdir)
+    wide = sibling(workdir, 10)
+    try:
+        walls: dict[str, list[float]] = {'c2': [], 'c10': []}
+        for rep in range(p['w6_reps'] + 1):
+            for key, system in (('c2', adapter), ('c10', wide)):
+                start = time.perf_counter()
+                handles = [system.submit('nested', 5, timeout) for _ in range(2)]
+                values = [system.collect(handle, timeout * 5) for handle in handles]
+                if values != [5, 5]:
+                    raise AssertionError(f'{adapter.name}: two nested(5) returned {values!r}')
+                if rep:  # the first pass makes the workers the chains need
+                    walls[key].append(time.perf_counter() - start)
+    finally:
+        wide.stop()
+    c2, c10 = summary(walls['c2']), summary(walls['c10'])
+    return {'c2_s': c2, 'c10_s': c10, 'ratio': c2['median'] / c10['median']}
+
+
 def scale_queued(adapter: Adapter, p: dict) -> dict:
     """Throughput and p99 submit time as the number of queued tasks grows;
     a size whose projected time exceeds ``scale_budget`` is skipped."""
@@ -248,7 +276,8 @@ def scale_clients(adapter: Adapter, p: dict) -> dict:
 
 #: Workload groups: each group runs in one fresh process per system.
 GROUPS = {
-    'core': [('W1', w1_latency), ('W2', w2_throughput), ('W3', w3_parallel_cpu), ('W5', w5_nested)],
+    'core': [('W1', w1_latency), ('W2', w2_throughput), ('W3', w3_parallel_cpu), ('W5', w5_nested),
+             ('W6', w6_parallel_chains)],
     'memory': [('W4', w4_memory)],
     'scale': [('queued', scale_queued), ('clients', scale_clients)],
 }

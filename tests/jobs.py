@@ -269,3 +269,13 @@ def hold_memory(megabytes):
     (a module-level list) and return the process id."""
     HELD_MEMORY.append(bytearray(b'\1' * (megabytes * 2**20)))
     return os.getpid()
+
+
+def nested_pids(make_fork, depth):
+    """Run a chain of tasks ``depth`` deep; return the pid of each level's
+    process, from the top."""
+    if depth <= 1:
+        return [os.getpid()]
+    f = make_fork()
+    f.run(nested_pids, make_fork, depth - 1)
+    return [os.getpid()] + f.wait()

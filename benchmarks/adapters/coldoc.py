@@ -13,10 +13,12 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 
 
 class ColdocAdapter(ForkClassAdapter):
-    """A coldoc task server of one queue, concurrency 2, in ``mode``."""
+    """A coldoc task server of one queue, of ``concurrency`` workers (2, as the
+    peers), in ``mode``."""
 
-    def __init__(self, mode: str):
+    def __init__(self, mode: str, concurrency: int = 2):
         self.mode = mode
+        self.concurrency = concurrency
         self.name = f'coldoc-{mode}'
         self.label = f'coldoc_tasks coldoc, {"reused workers" if mode == "reuse" else "fresh process per task"}'
         self.pid: int | None = None
@@ -27,9 +29,11 @@ class ColdocAdapter(ForkClassAdapter):
     def start(self, workdir: str) -> None:
         from coldoc_tasks.coldoc_tasks import bind_fork_class, tasks_daemon_start
 
+        self.workdir = workdir
         self.infofile = os.path.join(workdir, 'coldoc.info')
         self.pid = tasks_daemon_start(self.infofile, logfile=os.path.join(workdir, 'coldoc.log'),
-                                      queues=[f'default:2:{self.mode}'], pythonpath=[REPO_ROOT], timeout=30,
+                                      queues=[f'default:{self.concurrency}:{self.mode}'], pythonpath=[REPO_ROOT],
+                                      timeout=30,
                                       # as the other systems, workers start with the tasks' module imported
                                       preload=['benchmarks.bench_tasks'])
         services.record_pid(self.pid)
@@ -37,6 +41,13 @@ class ColdocAdapter(ForkClassAdapter):
         # a first task: the client's connection is made, and reused workers exist
         for fork in [self.submit('noop', i) for i in range(2)]:
             self.collect(fork, 30)
+
+    def sibling(self, workdir: str, concurrency: int) -> ColdocAdapter:
+        """Another server like this one, with ``concurrency`` workers, started
+        in ``workdir`` (W6 compares the two in the same round)."""
+        other = ColdocAdapter(self.mode, concurrency)
+        other.start(workdir)
+        return other
 
     def stop(self) -> None:
         from coldoc_tasks.coldoc_tasks import shutdown

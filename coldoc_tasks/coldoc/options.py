@@ -102,6 +102,9 @@ SERVER_OPTIONS: tuple[ServerOption, ...] = (
     ServerOption('max_memory_per_worker', int, 0, 1, 1024 * 1024,
                  'recycle a reused worker whose resident memory is over this many MB after a task (0: no limit; '
                  'a fresh worker never runs a second task anyway)', unit='MB', zero_means='no limit'),
+    ServerOption('lent_worker_keepalive', float, 5.0, 0.0, 24 * 3600.0,
+                 'seconds a reused worker started for a lent slot (a task waiting for a subtask lends its slot) '
+                 'stays idle, ready for the next nested task, before it retires'),
 )
 
 OPTIONS_BY_NAME: dict[str, ServerOption] = {option.name: option for option in SERVER_OPTIONS}

@@ -83,7 +83,8 @@ def run_server(infofile: PathLike, socket_path: PathLike | None = None, authkey:
                queues: list[QueueConfig] | None = None, logfile: PathLike | None = None,
                result_retention: float = 3600.0, terminate_grace: float = 2.0, stop_grace: float = 10.0,
                handshake_timeout: float = 5.0, max_message_size: int = DEFAULT_MAX_BODY,
-               max_memory_per_worker: int | None = None, preload: Iterable[str] = (),
+               max_memory_per_worker: int | None = None, lent_worker_keepalive: float = 5.0,
+               preload: Iterable[str] = (),
                on_ready: Callable[[dict], None] | None = None) -> None:
     """Run a coldoc task server in this process until it is stopped.
 
@@ -101,12 +102,15 @@ def run_server(infofile: PathLike, socket_path: PathLike | None = None, authkey:
     ``max_memory_per_worker``: MB of resident memory a reused worker may hold
     after a task; over it, the worker is recycled once it has sent the
     outcome (None or 0: no limit; a fresh worker runs one task anyway).
+    ``lent_worker_keepalive``: seconds a reused worker started for a lent
+    slot (its task's parent waits for it) stays idle before it retires.
     ``on_ready(info)`` is called once clients can connect.
     """
     options = check_server_options({'result_retention': result_retention, 'terminate_grace': terminate_grace,
                                     'stop_grace': stop_grace, 'handshake_timeout': handshake_timeout,
                                     'max_message_size': max_message_size,
-                                    'max_memory_per_worker': max_memory_per_worker})
+                                    'max_memory_per_worker': max_memory_per_worker,
+                                    'lent_worker_keepalive': lent_worker_keepalive})
     infofile = os.path.abspath(os.fspath(infofile))
     for module in preload:
         importlib.import_module(module)

@@ -231,5 +231,6 @@ class Requests:
             'results_held': len(self.table.tasks) - len(running) - queued_count,
             'counters': dict(self.table.counters, **self.counters, **self.pool.counters),
             'max_memory_per_worker': self.pool.max_worker_rss and self.pool.max_worker_rss // 2**20,
+            'lent_worker_keepalive': self.pool.lent_worker_keepalive,
             'clients': len(self.connections),
         }

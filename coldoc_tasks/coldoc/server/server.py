@@ -85,7 +85,8 @@ class TaskServer(Requests):
     is kept.  ``terminate_grace``: seconds between SIGTERM and SIGKILL.
     ``stop_grace``: seconds ``stop`` lets running tasks finish.
     ``max_memory_per_worker``: MB a reused worker may hold after a task
-    before it is recycled (0 or None: no limit).
+    before it is recycled (0 or None: no limit).  ``lent_worker_keepalive``:
+    seconds an idle worker started for a lent slot is kept.
     ``on_exit``: called once the loop has ended (the caller releases its
     lock and files there).
     """
@@ -93,9 +94,11 @@ class TaskServer(Requests):
     def __init__(self, socket_path: str, authkey: bytes, queues: list[QueueConfig] | None = None, *,
                  result_retention: float = 3600.0, terminate_grace: float = 2.0, stop_grace: float = 10.0,
                  handshake_timeout: float = 5.0, max_message_size: int = DEFAULT_MAX_BODY,
-                 max_memory_per_worker: int | None = None, extra_fds: list[int] | None = None):
+                 max_memory_per_worker: int | None = None, lent_worker_keepalive: float = 5.0,
+                 extra_fds: list[int] | None = None):
         for name, value in (('result_retention', result_retention), ('terminate_grace', terminate_grace),
-                            ('stop_grace', stop_grace), ('handshake_timeout', handshake_timeout)):
+                            ('stop_grace', stop_grace), ('handshake_timeout', handshake_timeout),
+                            ('lent_worker_keepalive', lent_worker_keepalive)):
             check_seconds(name, value)
         self.socket_path = socket_path
         self.authkey = authkey
@@ -107,7 +110,8 @@ class TaskServer(Requests):
         self.loop = EventLoop(keep_from_children=extra_fds)
         self.pool = WorkerPool(queues or [], self.table, self.loop, self._on_final, terminate_grace,
                                on_progress=self._on_progress, max_message_size=max_message_size,
-                               max_worker_rss=max_memory_per_worker * 2**20 if max_memory_per_worker else None)
+                               max_worker_rss=max_memory_per_worker * 2**20 if max_memory_per_worker else None,
+                               lent_worker_keepalive=lent_worker_keepalive)
         self.connections: dict[int, Connection] = {}
         self.listener: socket.socket | None = None
         self._socket_inode = -1

@@ -11,7 +11,9 @@ too, and counted (``recycled_for_memory``).
 A worker blocked in ``wait()`` on another task lends its slot: the server
 calls :meth:`WorkerPool.lend`, which raises the queue's limit by one until
 :meth:`WorkerPool.give_back`.  So a chain of nested tasks completes even on
-a queue of concurrency 1.
+a queue of concurrency 1.  The workers started for lent slots stay, once
+idle, for ``lent_worker_keepalive`` seconds: the next chain finds them
+instead of waiting for forks (see :mod:`.slots`).
 
 A worker's death is seen at once through its pidfd: its task becomes *lost*
 (or *terminated*, if ``terminate`` asked for it), naming the signal or exit
@@ -20,71 +22,22 @@ code, and the next task gets a new worker.
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import signal
-import socket
 import time
 from collections.abc import Callable
-from typing import Any
 
 from ...exceptions import ColdocTasksProtocolError
-from ...forking import describe_wait_status, fork_task_process, signal_group
-from ...outcome import MIN_ERROR_ROOM
+from ...forking import describe_wait_status, signal_group
 from ..messages import Done, Exit, ProgressReport, Run, decode
-from ..protocol import DEFAULT_MAX_BODY, FrameReader
+from ..protocol import DEFAULT_MAX_BODY
 from ..queues import ANY_QUEUE, DEFAULT_QUEUE, QueueConfig, undeclared_queue_message
-from . import worker_process
-from .channel import Channel
 from .loop import EventLoop
+from .slots import Queue, Worker, fork_worker
 from .tasks import CANCELLED, DONE, FAILED, LOST, QUEUED, RUNNING, TERMINATED, Task, TaskTable
-from .worker_process import worker_main
 
 logger = logging.getLogger(__name__)
-
-class Queue:
-    """A queue's FIFO, its slots and its workers."""
-
-    def __init__(self, config: QueueConfig):
-        self.config = config
-        self.pending: collections.deque[Task] = collections.deque()
-        self.queued = 0
-        self.running = 0
-        self.borrowed = 0
-        # workers waiting for a task; in fresh mode, the one forked in advance
-        self.idle: list[Worker] = []
-        self.spare_planned = False
-        self.retry_planned = False  # a dispatch after a failed fork
-
-    @property
-    def limit(self) -> int:
-        return self.config.concurrency + self.borrowed
-
-    def describe(self) -> dict[str, Any]:
-        config = self.config
-        return {'name': config.name, 'concurrency': config.concurrency, 'mode': config.mode,
-                'max_tasks_per_worker': config.max_tasks_per_worker, 'running': self.running,
-                'queued': self.queued, 'lent_slots': self.borrowed, 'idle_workers': len(self.idle)}
-
-
-class Worker:
-    """A worker process: its pid, its socket, its pidfd, and its task."""
-
-    __slots__ = ('pid', 'channel', 'pidfd', 'queue', 'task', 'tasks_done', 'retiring', 'kill_timer', 'fault')
-
-    def __init__(self, pid: int, channel: Channel, pidfd: int, queue: Queue):
-        self.pid = pid
-        self.channel = channel
-        self.pidfd = pidfd
-        self.queue = queue
-        self.task: Task | None = None
-        self.tasks_done = 0
-        self.retiring = False
-        self.kill_timer: Any = None
-        # why the server killed it, if it did for what it sent
-        self.fault: str | None = None
-
 
 class WorkerPool:
     """Every queue and worker of the server.
@@ -97,13 +50,16 @@ class WorkerPool:
     ``max_message_size``: the largest outcome a worker may send (it refuses
     a larger result itself; one that sends more anyway is killed).
     ``max_worker_rss``: bytes a reused worker may hold after a task (None: no limit).
+    ``lent_worker_keepalive``: seconds an idle worker beyond the queue's limit
+    (one started for a lent slot) is kept for the next task before it retires.
     """
 
     def __init__(self, queues: list[QueueConfig], table: TaskTable, loop: EventLoop,
                  on_final: Callable[[Task], None], terminate_grace: float, *,
                  max_message_size: int = DEFAULT_MAX_BODY, on_progress: Callable[[Task], None] | None = None,
-                 max_worker_rss: int | None = None):
+                 max_worker_rss: int | None = None, lent_worker_keepalive: float = 5.0):
         self.max_message_size = max_message_size
+        self.lent_worker_keepalive = lent_worker_keepalive
         self.max_worker_rss = max_worker_rss
         self.counters = {'recycled_for_memory': 0}
         self.on_progress = on_progress
@@ -227,6 +183,17 @@ class WorkerPool:
     def give_back(self, queue: Queue) -> None:
         queue.borrowed -= 1
 
+    def _plan_trim(self, queue: Queue) -> None:
+        if queue.surplus > 0 and not queue.trim_planned:
+            queue.trim_planned = True
+            self.loop.call_later(self.lent_worker_keepalive, lambda: self._trim(queue))
+
+    def _trim(self, queue: Queue) -> None:
+        queue.trim_planned = False
+        for worker in queue.take_stale_surplus(self.lent_worker_keepalive):
+            self._retire(worker)
+        self._plan_trim(queue)
+
     @property
     def running_tasks(self) -> int:
         return sum(queue.running for queue in self.queues.values())
@@ -234,32 +201,12 @@ class WorkerPool:
     # -- worker processes ---------------------------------------------------------
 
     def _spawn(self, queue: Queue) -> Worker | None:
-        for hook in worker_process.BEFORE_FORK_HOOKS:
-            try:
-                hook()
-            except Exception:
-                logger.exception('a before-fork hook failed')
-        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        close_in_child = [*self.loop.fds_to_close_in_child(), parent_sock.fileno()]
-        server_pid = os.getpid()
-        try:
-            pid = fork_task_process(ignore_sigint=True)
-        except OSError as exc:
-            logger.error('cannot fork a worker for queue %s: %s; retrying in 1 s', queue.config.name, exc)
-            parent_sock.close()
-            child_sock.close()
-            return None
-        if pid == 0:
-            worker_main(child_sock, close_in_child, server_pid, queue.config.mode == 'fresh', self.max_message_size,
-                        measure_memory=self.max_worker_rss is not None)
-        child_sock.close()
-        pidfd = os.pidfd_open(pid)
-        reader = FrameReader(max_body=max(self.max_message_size, MIN_ERROR_ROOM))
-        worker = Worker(pid, Channel(parent_sock, reader), pidfd, queue)
-        self.workers[pid] = worker
-        self.loop.watch(worker.channel.fd, lambda: self._on_readable(worker))
-        self.loop.watch(pidfd, lambda: self._on_exit(worker))
-        logger.debug('worker %d started for queue %s', pid, queue.config.name)
+        worker = fork_worker(queue, self.loop.fds_to_close_in_child(), self.max_message_size,
+                             measure_memory=self.max_worker_rss is not None)
+        if worker is not None:
+            self.workers[worker.pid] = worker
+            self.loop.watch(worker.channel.fd, lambda: self._on_readable(worker))
+            self.loop.watch(worker.pidfd, lambda: self._on_exit(worker))
         return worker
 
     def _on_readable(self, worker: Worker) -> None:
@@ -314,11 +261,11 @@ class WorkerPool:
         self.counters['recycled_for_memory'] += over_memory
         if (config.mode == 'fresh' or task.terminating or self.draining or worker.retiring
                 or (config.max_tasks_per_worker and worker.tasks_done >= config.max_tasks_per_worker)
-                or over_memory
-                or queue.running + len(queue.idle) >= config.concurrency):
+                or over_memory):
             self._retire(worker)
         else:
-            queue.idle.append(worker)
+            queue.park(worker)
+            self._plan_trim(queue)
         self.on_final(task)
         self.dispatch(queue)
 

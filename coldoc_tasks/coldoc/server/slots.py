@@ -1,0 +1,124 @@
+"""A queue's slots and its idle workers, and a worker process's record, as
+the server's :class:`~.workers.WorkerPool` keeps them; forking a worker.
+
+A queue runs at most ``concurrency`` tasks, plus one for each of its workers
+blocked in ``wait()`` (a *lent* slot).  Workers started for lent slots are
+beyond the queue's concurrency: once idle they are *surplus*, kept for
+``lent_worker_keepalive`` seconds, so that the next nested task finds a
+worker instead of waiting for a fork, then retired.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+from ...forking import fork_task_process
+from ...outcome import MIN_ERROR_ROOM
+from ..protocol import FrameReader
+from ..queues import QueueConfig
+from . import worker_process
+from .channel import Channel
+from .tasks import Task
+
+logger = logging.getLogger(__name__)
+
+
+class Queue:
+    """A queue's FIFO, its slots and its workers."""
+
+    def __init__(self, config: QueueConfig):
+        self.config = config
+        self.pending: collections.deque[Task] = collections.deque()
+        self.queued = 0
+        self.running = 0
+        self.borrowed = 0
+        # workers waiting for a task; in fresh mode, the one forked in advance
+        self.idle: list[Worker] = []
+        self.spare_planned = False
+        self.retry_planned = False  # a dispatch after a failed fork
+        self.trim_planned = False  # a look for surplus workers idle too long
+
+    @property
+    def limit(self) -> int:
+        return self.config.concurrency + self.borrowed
+
+    @property
+    def surplus(self) -> int:
+        """How many workers the queue has beyond its limit (lent slots included)."""
+        return self.running + len(self.idle) - self.limit
+
+    def park(self, worker: Worker) -> None:
+        """``worker`` is done with its task and waits for the next one."""
+        worker.idle_since = time.monotonic()
+        self.idle.append(worker)
+
+    def take_stale_surplus(self, keepalive: float) -> list[Worker]:
+        """Remove and return the surplus idle workers that have waited
+        ``keepalive`` seconds or more, oldest first (``idle`` is in the order
+        workers were parked; a task takes the most recent one)."""
+        old = time.monotonic() - keepalive
+        stale = [worker for worker in self.idle[:max(self.surplus, 0)] if worker.idle_since <= old]
+        for worker in stale:
+            self.idle.remove(worker)
+        return stale
+
+    def describe(self) -> dict[str, Any]:
+        config = self.config
+        return {'name': config.name, 'concurrency': config.concurrency, 'mode': config.mode,
+                'max_tasks_per_worker': config.max_tasks_per_worker, 'running': self.running,
+                'queued': self.queued, 'lent_slots': self.borrowed, 'idle_workers': len(self.idle)}
+
+
+class Worker:
+    """A worker process: its pid, its socket, its pidfd, and its task."""
+
+    __slots__ = ('pid', 'channel', 'pidfd', 'queue', 'task', 'tasks_done', 'retiring', 'kill_timer', 'fault',
+                 'idle_since')
+
+    def __init__(self, pid: int, channel: Channel, pidfd: int, queue: Queue):
+        self.pid = pid
+        self.channel = channel
+        self.pidfd = pidfd
+        self.queue = queue
+        self.task: Task | None = None
+        self.tasks_done = 0
+        self.retiring = False
+        self.kill_timer: Any = None
+        # why the server killed it, if it did for what it sent
+        self.fault: str | None = None
+        self.idle_since = 0.0  # time.monotonic() when it was last parked
+
+
+def fork_worker(queue: Queue, close_in_child: list[int], max_message_size: int, *,
+                measure_memory: bool) -> Worker | None:
+    """Fork a worker process for ``queue``, connected to this one by a socket
+    pair; None if the fork failed (the caller retries later).  The before-fork
+    hooks run first; the child closes ``close_in_child``."""
+    for hook in worker_process.BEFORE_FORK_HOOKS:
+        try:
+            hook()
+        except Exception:
+            logger.exception('a before-fork hook failed')
+    parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    close_in_child = [*close_in_child, parent_sock.fileno()]
+    server_pid = os.getpid()
+    try:
+        pid = fork_task_process(ignore_sigint=True)
+    except OSError as exc:
+        logger.error('cannot fork a worker for queue %s: %s; retrying in 1 s', queue.config.name, exc)
+        parent_sock.close()
+        child_sock.close()
+        return None
+    if pid == 0:
+        worker_process.worker_main(child_sock, close_in_child, server_pid, queue.config.mode == 'fresh',
+                                   max_message_size, measure_memory=measure_memory)
+    child_sock.close()
+    pidfd = os.pidfd_open(pid)
+    reader = FrameReader(max_body=max(max_message_size, MIN_ERROR_ROOM))
+    logger.debug('worker %d started for queue %s', pid, queue.config.name)
+    return Worker(pid, Channel(parent_sock, reader), pidfd, queue)
