@@ -109,8 +109,22 @@ def _profile(mode: str, title: str, intro: str, work: Callable[[ColdocAdapter], 
 
 
 def profile_all(logdir: str) -> list[dict]:
-    """The server-side profiles of W1 in fresh mode and of W2 with reused workers."""
+    """Where a reused worker's round trip goes (:mod:`.pertask`), then the
+    server-side profiles of W1 in fresh mode and of W2 with reused workers."""
+    from .pertask import ROUND_TRIPS, measure
+
+    try:
+        breakdown = measure()
+    except Exception as exc:
+        breakdown = [f'(failed: {type(exc).__name__}: {exc})']
     return [
+        {'title': 'Where a round trip goes: coldoc with reused workers, and ProcessPoolExecutor',
+         'intro': f'{ROUND_TRIPS:,} sequential round trips of a trivial task on each; per round trip, the time '
+                  'each process ran on a CPU and waited on a run queue, from the scheduler\'s accounts '
+                  '(`/proc/PID/task/TID/schedstat`, every thread), and the wall time no CPU time covers: the '
+                  'wake-ups and context switches of each hand-over between processes and threads '
+                  '(`python -m benchmarks.pertask`).',
+         'lines': breakdown},
         _profile('fresh', 'Fresh process per task: the server during W1',
                  'py-spy, 500 Hz, on the coldoc server and the workers it forks, during W1 (300 sequential round '
                  'trips).  Idle time (the server blocked in `select`) is not sampled.',

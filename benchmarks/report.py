@@ -375,7 +375,7 @@ def write_report(results: dict, path: str, images: list[str]) -> None:
         lines += [f'![{os.path.splitext(os.path.basename(image))[0]}](img/{os.path.basename(image)})', '']
     profiles = results.get('profiles')
     if profiles:
-        lines += ['## Profiles of the missed targets', '']
+        lines += ['## Profiles', '']
         for profile in profiles:
             lines += [f'### {profile["title"]}', '', profile['intro'], '', '```', *profile['lines'], '```', '']
     lines += ['## Notes', '']
