@@ -47,7 +47,7 @@ from .messages import (
     Unwait,
     decode,
 )
-from .protocol import FrameReader, client_handshake, sendall_pieces
+from .protocol import FrameReader, RecvBuffer, client_handshake, sendall_pieces
 
 #: What a server sends a client.
 _FROM_SERVER = (Ok, Result, Lost, Pushed, PushedLost, PushedProgress, Error, Dropped)
@@ -263,9 +263,10 @@ class ServerConnection:
 
     def _read_loop(self) -> None:
         sock = self.sock
+        receiving = RecvBuffer()
         try:
             while True:
-                data = sock.recv(1 << 18)
+                data = receiving.recv(sock)
                 if not data:
                     raise ServerGoneError(f'the task server on {self.address} closed the connection')
                 for header, body in self._reader.feed(data):

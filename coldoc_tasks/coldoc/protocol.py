@@ -134,6 +134,33 @@ def decode_header(header: bytes) -> tuple:
     return tuple(message)
 
 
+#: The most one read of a socket takes.
+RECV_SIZE = 1 << 18
+
+
+class RecvBuffer:
+    """A buffer that reads of a socket reuse.  ``sock.recv(n)`` allocates
+    ``n`` bytes at every call, and at this size that means mapping memory,
+    shrinking it to what came and unmapping it: three system calls and page
+    faults on every read, for a message of a few dozen bytes.  Not for
+    sharing between threads."""
+
+    __slots__ = ('_buffer', '_view')
+
+    def __init__(self, size: int = RECV_SIZE):
+        self._buffer = bytearray(size)
+        self._view = memoryview(self._buffer)
+
+    @property
+    def size(self) -> int:
+        return len(self._buffer)
+
+    def recv(self, sock: socket.socket) -> memoryview:
+        """What one read of ``sock`` returns (empty at the end of the stream);
+        valid until the next read."""
+        return self._view[:sock.recv_into(self._buffer)]
+
+
 class FrameReader:
     """Splits a byte stream into ``(header, body)`` frames, refusing any frame
     that announces more than the limits, before reading it."""
@@ -148,7 +175,7 @@ class FrameReader:
         """Bytes received that do not yet make a whole frame."""
         return len(self._buffer)
 
-    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
+    def feed(self, data: bytes | memoryview) -> list[tuple[bytes, bytes]]:
         """Add received bytes; return the frames now complete.  Raise
         :class:`ColdocTasksProtocolError` on a frame over the limits."""
         buffer = self._buffer

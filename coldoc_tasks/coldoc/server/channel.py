@@ -7,9 +7,10 @@ import collections
 import itertools
 import socket
 
-from ..protocol import FrameReader
+from ..protocol import FrameReader, RecvBuffer
 
-_RECV_SIZE = 1 << 18
+# one for every channel: the server reads one socket at a time
+_RECV_BUFFER = RecvBuffer()
 
 
 class Channel:
@@ -32,13 +33,13 @@ class Channel:
         frames = []
         while True:
             try:
-                data = self.sock.recv(_RECV_SIZE)
+                data = _RECV_BUFFER.recv(self.sock)
             except BlockingIOError:
                 return frames
             if not data:
                 return None if not frames else frames
             frames += self.reader.feed(data)
-            if len(data) < _RECV_SIZE:
+            if len(data) < _RECV_BUFFER.size:
                 return frames
 
     def send(self, pieces: list[bytes | memoryview]) -> None:

@@ -29,7 +29,7 @@ from ...outcome import Outcome, call_capturing, describe_callable, encode_outcom
 from ...progress import Progress, reporting
 from .. import context
 from ..messages import Done, Exit, ProgressReport, Run, decode
-from ..protocol import FrameReader, sendall_pieces
+from ..protocol import FrameReader, RecvBuffer, sendall_pieces
 from .memory import resident_bytes
 
 logger = logging.getLogger(__name__)
@@ -72,8 +72,9 @@ def worker_main(sock: socket.socket, close_fds: Iterable[int], parent_pid: int, 
         _die_with_parent(parent_pid)
         sock.setblocking(True)
         reader = FrameReader(max_body=MAX_CALL_SIZE)
+        receiving = RecvBuffer()
         while True:
-            data = sock.recv(1 << 18)
+            data = receiving.recv(sock)
             if not data:
                 break
             for header, body in reader.feed(data):
