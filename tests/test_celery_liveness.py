@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import pickle
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -23,6 +26,7 @@ from coldoc_tasks.exceptions import (  # noqa: E402
 )
 from tests import jobs  # noqa: E402
 from tests.fixtures_celery import remove_queue, running_worker  # noqa: E402
+from tests.fixtures_coldoc import ROOT  # noqa: E402
 
 #: Seconds between two looks at a task with no result, in these tests.
 INTERVAL = 0.2
@@ -59,6 +63,31 @@ def test_a_task_still_in_its_queue_is_not_unknown(celery_redis_worker):
     try:
         with pytest.raises(ColdocTasksTimeoutError):
             f.wait(timeout=1.0)  # looked at its records several times meanwhile
+    finally:
+        f.terminate()
+        remove_queue(celery_tasks.app_for(celery_redis_worker.celeryconfig), f.queue)
+
+
+QUEUED_ELSEWHERE = """
+import pickle, sys
+from coldoc_tasks.exceptions import ColdocTasksTimeoutError
+f = pickle.loads(bytes.fromhex(sys.argv[1]))
+f.liveness_interval = 0.2
+try:
+    f.wait(timeout=1.0)
+except ColdocTasksTimeoutError:
+    print('still queued')
+"""
+
+
+def test_a_pickled_fork_object_of_a_queued_task_is_not_unknown_elsewhere(celery_redis_worker):
+    # no record in Redis says it was sent: the time of sending travels with the object
+    f = celery_redis_worker.fork_class(queue=celery_redis_worker.queue + '-nobody-listens')
+    f.run(jobs.add, 1)
+    try:
+        out = subprocess.run([sys.executable, '-c', QUEUED_ELSEWHERE, pickle.dumps(f).hex()], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+        assert out.stdout.strip() == 'still queued', out.stderr
     finally:
         f.terminate()
         remove_queue(celery_tasks.app_for(celery_redis_worker.celeryconfig), f.queue)

@@ -1,12 +1,11 @@
 """The records the ``celery`` backend keeps in Redis, next to Celery's results.
 
-Two keys per task, both on the result backend, both expiring with the results
+One key per task, on the result backend, expiring with the results
 (``result_expires``):
 
 ===================================  =========================  ===============================
 key                                  written by, when           value
 ===================================  =========================  ===============================
-``coldoc-tasks-submitted-<id>``      ``run()``, before sending  ``1``
 ``coldoc-tasks-claim-<id>``          whoever runs the task, or  ``v1 ROLE HOST PID START NODE``
                                      ``terminate()``, first
 ===================================  =========================  ===============================
@@ -20,9 +19,11 @@ of the process that holds it, PID its pid, START its start time (clock ticks
 since boot, from ``/proc``, or ``-``), NODE the Celery worker's name (or ``-``);
 together they tell a waiter whether that process still exists.
 
-*The submitted marker* tells a waiter that finds no result and no claim that
-the task is only waiting in its queue.  With neither, the task is unknown:
-its result expired (or was collected and forgotten), or it was never sent.
+A task with no result and no claim is queued if it was sent less than
+``result_expires`` ago (the fork object knows when); earlier versions wrote a
+*submitted* marker, ``coldoc-tasks-submitted-<id>``, for that, at every
+``run()``: one more round trip to Redis per task.  It is still read, for
+fork objects of those versions.
 
 Only a Redis result backend holds these records: with any other,
 :func:`claim` answers None and :func:`records` None, and nobody can tell who
@@ -42,7 +43,7 @@ try:
 except ImportError:  # no redis client installed: no claims
     RedisBackend = None
 
-__all__ = ['Claim', 'claim', 'claims_possible', 'mark_submitted', 'reclaim', 'records', 'results_expire_after']
+__all__ = ['Claim', 'claim', 'claims_possible', 'reclaim', 'records', 'results_expire_after']
 
 _CLAIM_PREFIX = 'coldoc-tasks-claim-'
 _SUBMITTED_PREFIX = 'coldoc-tasks-submitted-'
@@ -157,12 +158,6 @@ def reclaim(backend: Any, task_id: str, owner: Claim) -> None:
     """Hand the claim of task ``task_id``, already held, to ``owner``."""
     if claims_possible(backend):
         backend.client.set(_CLAIM_PREFIX + task_id, owner.encode(), xx=True, ex=results_expire_after(backend))
-
-
-def mark_submitted(backend: Any, task_id: str) -> None:
-    """Record that task ``task_id`` is being sent (nothing without Redis)."""
-    if claims_possible(backend):
-        backend.client.set(_SUBMITTED_PREFIX + task_id, b'1', ex=results_expire_after(backend))
 
 
 def records(backend: Any, task_id: str) -> tuple[bool, Claim | None] | None:

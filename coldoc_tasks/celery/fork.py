@@ -29,8 +29,10 @@ with ``disable_sync_subtasks=False``.)
 
 A wait never hangs on a task that cannot finish: while no result comes, it
 looks every :attr:`CeleryFork.liveness_interval` seconds at the task's records
-(:mod:`.claims`).  No result, no claim and no *submitted* marker: the
-result expired, :class:`ColdocTasksUnknownTaskError`.  A claim by a process of
+(:mod:`.claims`).  No result and no claim, when the fork object was sent
+longer ago than the results are kept (``result_expires``; the time of
+sending travels with a pickled fork object): the result expired,
+:class:`ColdocTasksUnknownTaskError`.  Sooner, the task is still queued.  A claim by a process of
 this machine that is gone (its worker's main process was killed, taking its
 pool with it, and Celery stored nothing): :class:`ColdocTasksProcessLookupError`.
 A process on another machine cannot be checked this way.
@@ -73,7 +75,7 @@ from ..exceptions import (
 from ..outcome import Outcome, dumps_call, loads_outcome
 from ..progress import Progress
 from .app import app_for, resolve_celeryconfig, setup_app
-from .claims import Claim, claim, mark_submitted, records, results_expire_after
+from .claims import Claim, claim, records, results_expire_after
 from .control import CHECK_TIMEOUT, broker_uri, ping
 from .progress import read_progress
 from .waiter import local_run, mark_terminated, run_here_if_unclaimed, terminate_elsewhere
@@ -179,6 +181,8 @@ class CeleryFork(ForkBase):
             app_for(self._celeryconfig)  # a bad celeryconfig is reported here, not at run()
         self._call_data: bytes | None = None
         self._run_here_lock = threading.Lock()
+        #: when run() sent the task (time.time(), for any process the object is pickled to)
+        self._sent_at: float | None = None
 
     @property
     def app(self) -> celery.Celery:
@@ -194,11 +198,7 @@ class CeleryFork(ForkBase):
             options['queue'] = str(self.queue)
         app = self.app
         task_id = str(uuid.uuid4())
-        try:
-            mark_submitted(app.backend, task_id)
-        except Exception as exc:
-            raise ColdocTasksConnectionError(
-                f'cannot record task {self.cmd_name} in the Celery result backend: {exc}') from exc
+        self._sent_at = time.time()
         try:
             result = app.send_task(RUN_TASK_NAME, args=(data,), serializer='pickle', shadow=self.cmd_name,
                                    argsrepr=f'<pickled call of {len(data)} bytes>', task_id=task_id, **options)
@@ -246,10 +246,10 @@ class CeleryFork(ForkBase):
         found = records(app.backend, self.task_id)
         if found is None or result.ready():
             return None  # no Redis: nothing to tell
-        submitted, owner = found
+        marked, owner = found
         what = f'task {self.task_id} ({self.cmd_name})'
         if owner is None:
-            if submitted:
+            if marked or self._sent_recently(app):
                 return None  # still in its queue
             raise ColdocTasksUnknownTaskError(
                 f'{what} is unknown to the Celery result backend: its result expired (result_expires is '
@@ -266,6 +266,13 @@ class CeleryFork(ForkBase):
         logger.info('%s: %s, which claimed it, is gone', what, owner.describe())
         return Outcome(exception=ColdocTasksProcessLookupError(
             f'{what}: {owner.describe()}, which was running it, is gone and stored no result'))
+
+    def _sent_recently(self, app: celery.Celery) -> bool:
+        # Within result_expires of its sending, a task with no result and no
+        # claim is queued; it cannot have run, since its claim would be kept
+        # as long as its result.
+        sent_at = getattr(self, '_sent_at', None)  # None in an object pickled by an earlier version
+        return sent_at is not None and time.time() - sent_at < results_expire_after(app.backend)
 
     def _run_here_if_unclaimed(self):
         with self._run_here_lock:
