@@ -40,6 +40,7 @@ from .channel import Channel
 from .loop import EventLoop
 from .tasks import CANCELLED, DONE, FAILED, LOST, QUEUED, RUNNING, TERMINATED, Task, TaskTable
 from .worker_process import worker_main
+from .worker_state import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -66,24 +67,6 @@ class Queue:
         return {'name': config.name, 'concurrency': config.concurrency, 'mode': config.mode,
                 'max_tasks_per_worker': config.max_tasks_per_worker, 'running': self.running,
                 'queued': self.queued, 'lent_slots': self.borrowed, 'idle_workers': len(self.idle)}
-
-
-class Worker:
-    """A worker process: its pid, its socket, its pidfd, and its task."""
-
-    __slots__ = ('pid', 'channel', 'pidfd', 'queue', 'task', 'tasks_done', 'retiring', 'kill_timer', 'fault')
-
-    def __init__(self, pid: int, channel: Channel, pidfd: int, queue: Queue):
-        self.pid = pid
-        self.channel = channel
-        self.pidfd = pidfd
-        self.queue = queue
-        self.task: Task | None = None
-        self.tasks_done = 0
-        self.retiring = False
-        self.kill_timer: Any = None
-        # why the server killed it, if it did for what it sent
-        self.fault: str | None = None
 
 
 class WorkerPool:
