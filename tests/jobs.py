@@ -269,3 +269,15 @@ def hold_memory(megabytes):
     (a module-level list) and return the process id."""
     HELD_MEMORY.append(bytearray(b'\1' * (megabytes * 2**20)))
     return os.getpid()
+
+
+def report_in_steps(address, steps):
+    """Report step 1 of ``steps``, meet the test at ``address``, report
+    step 2, meet it again, and so on; after the last meeting, return
+    ``steps``.  A test sees the progress advance one step per release."""
+    from coldoc_tasks import progress
+
+    for step in range(1, steps + 1):
+        progress(step, steps, f'step {step} of {steps}')
+        rendezvous(address)
+    return steps
