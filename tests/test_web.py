@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from coldoc_tasks.coldoc.infofile import read_infofile
+from coldoc_tasks.coldoc.report import format_status
 from coldoc_tasks.coldoc_tasks import bind_fork_class, shutdown, status
 from coldoc_tasks.exceptions import ColdocTasksProcessLookupError
 from coldoc_tasks.web.metrics import prometheus_text
@@ -118,8 +119,12 @@ def test_the_json_holds_the_status_the_workers_and_the_last_failures(web, coldoc
         key = read_infofile(coldoc_server.infofile)['authkey']
         text = json.dumps(data)
         assert key.hex() not in text and web.token not in text
-        # the same as `status`
-        assert status(coldoc_server.infofile)['recent_failures'] == server['recent_failures']
+        # the same as `status`, and its text
+        info = status(coldoc_server.infofile)
+        assert info['recent_failures'] == server['recent_failures']
+        text = format_status(info)
+        assert f'{failing.task_id} tests.jobs.fail_with_value_error failed: ValueError: the reason' in text
+        assert re.search(rf'^ +{pid} default +busy +1 .* {running.task_id}$', text, re.M), text
     finally:
         rendezvous.release(conn)
     assert running.wait(timeout=30) == 3
