@@ -68,7 +68,7 @@ test-python:
 	  rm -rf $(VENV_PY) && "$$py" -m venv $(VENV_PY) && \
 	  $(VENV_PY)/bin/python -m pip install --quiet --upgrade pip && \
 	  $(VENV_PY)/bin/python -m pip install --quiet -e . '$(DJANGO)' gunicorn 'celery[redis]>=5.3' \
-	    'pytest>=8' 'pytest-timeout>=2.3' && \
+	    'pytest>=8' 'pytest-timeout>=2.3' 'selenium>=4.11' 'prometheus-client>=0.17' && \
 	  touch $(VENV_PY)/.installed || exit 1; \
 	fi; \
 	$(VENV_PY)/bin/python -c 'import sys, django; print("test-python: Python", sys.version.split()[0], "with Django", django.__version__)'; \

@@ -144,7 +144,9 @@ def main() -> int:
             if signals['pending']:
                 raise KeyboardInterrupt
             print(f'coldoc task server started (pid {pid}); while it runs, watch it with\n'
-                  f'  coldoc_tasks_cli coldoc status --watch {infofile}')
+                  f'  coldoc_tasks_cli coldoc status --watch {infofile}\n'
+                  f'or in a browser, at the address that prints first:\n'
+                  f'  coldoc_tasks_cli coldoc web {infofile}')
             code = _run_tasks(infofile)
             print(f"\nthe server's status (coldoc_tasks_cli coldoc status {infofile}):\n")
             print(format_status(status(infofile)))

@@ -236,6 +236,27 @@ def loads_outcome(data: bytes | memoryview) -> Outcome:
     return Outcome(exception=substitute, traceback=tb)
 
 
+def read_error(data: bytes | memoryview, max_chars: int = 8000) -> dict[str, Any] | None:
+    """The exception an encoded outcome carries, as text, read without
+    unpickling anything: ``{"type": ..., "message": ..., "traceback": ...}``
+    (the traceback joined into one str, its last ``max_chars`` characters;
+    the message, its first), or None for a value or bytes of another format."""
+    view = memoryview(data)
+    try:
+        magic, kind, meta_length = _PREFIX.unpack_from(view)
+        if magic != MAGIC or kind != EXCEPTION:
+            return None
+        meta = json.loads(str(view[_PREFIX.size:_PREFIX.size + meta_length], 'utf-8', 'surrogatepass'))
+    except (ValueError, struct.error, RecursionError):
+        return None
+    if not isinstance(meta, dict) or not isinstance(meta.get('type'), str):
+        return None
+    lines = meta.get('traceback')
+    text = ''.join(line for line in lines if isinstance(line, str)) if isinstance(lines, list) else ''
+    return {'type': meta['type'], 'message': _shorten(str(meta.get('message', '')), max_chars, keep='head'),
+            'traceback': _shorten(text, max_chars, keep='tail')}
+
+
 def _safe_str(exc: BaseException) -> str:
     try:
         return str(exc)

@@ -279,3 +279,15 @@ def nested_pids(make_fork, depth):
     f = make_fork()
     f.run(nested_pids, make_fork, depth - 1)
     return [os.getpid()] + f.wait()
+
+
+def report_in_steps(address, steps):
+    """Report step 1 of ``steps``, meet the test at ``address``, report
+    step 2, meet it again, and so on; after the last meeting, return
+    ``steps``.  A test sees the progress advance one step per release."""
+    from coldoc_tasks import progress
+
+    for step in range(1, steps + 1):
+        progress(step, steps, f'step {step} of {steps}')
+        rendezvous(address)
+    return steps

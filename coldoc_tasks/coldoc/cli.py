@@ -23,6 +23,7 @@ from ..exceptions import (
 )
 from ..selfcheck import run_checks
 from ..terminal import WaitNote
+from ..web.standalone import DEFAULT_HOST, parse_bind, serve
 from .compat import temporary_logfile
 from .control import ping, server_pid, status
 from .daemon import AUTHKEY_ENV, READY, tasks_daemon_start
@@ -223,6 +224,22 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bind(text: str) -> tuple[str, int]:
+    try:
+        return parse_bind(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    host, port = args.bind
+    try:
+        return serve(args.infofile, host, port, timeout=args.timeout)
+    except (ColdocTasksException, OSError) as exc:
+        print(f'coldoc_tasks_cli: cannot serve the status page of {args.infofile}: {exc}', file=sys.stderr)
+        return 1
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     if ping(args.infofile, timeout=args.timeout) is None:
         print(f'coldoc_tasks_cli: no task server answers for {args.infofile}', file=sys.stderr)
@@ -257,7 +274,8 @@ def _add_commands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction
                                 ('status', cmd_status, "show the server's state"),
                                 ('ping', cmd_ping, 'check that the server answers'),
                                 ('pid', cmd_pid, "print the server's pid"),
-                                ('test', cmd_test, 'run a self-check against the live server')]:
+                                ('test', cmd_test, 'run a self-check against the live server'),
+                                ('web', cmd_web, 'serve a live status page over HTTP')]:
         command = commands.add_parser(name, help=text, aliases=['shutdown'] if name == 'stop' else [])
         command.add_argument('infofile')
         command.add_argument('--timeout', type=float, default=60.0 if name == 'stop' else 5.0,
@@ -273,6 +291,10 @@ def _add_commands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction
                         'a server that does not answer is said once and asked again')
     status_command.add_argument('--interval', type=_interval, default=1.0, metavar='SECONDS',
                                 help='seconds between two statuses with --watch (default 1)')
+    commands.choices['web'].add_argument(
+        '--bind', type=_bind, default=(DEFAULT_HOST, 0), metavar='HOST:PORT',
+        help=f'where the page listens (default {DEFAULT_HOST}, a free port; port 0 picks one); an address '
+        'other than loopback makes the page reachable from other machines')
     return commands
 
 

@@ -1,5 +1,5 @@
 """Controlling a coldoc task server from another process: :func:`ping`,
-:func:`status`, :func:`server_pid`, :func:`test` (a self-check) and
+:func:`status`, :func:`terminate_task`, :func:`server_pid`, :func:`test` (a self-check) and
 :func:`shutdown`; :func:`get_infofile` reads what the server wrote."""
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from ..selfcheck import run_checks
 from .client import ServerConnection, control_request
 from .fork import ColdocFork, bind_fork_class, server_address
 from .infofile import InfofileError, PathLike, lock_holder, read_infofile
-from .messages import Message, Ping, Shutdown, Status
+from .messages import Message, Ping, Shutdown, Status, Terminate
 from .stop import stop_server
 
-__all__ = ['ping', 'status', 'server_pid', 'test', 'shutdown', 'get_infofile']
+__all__ = ['ping', 'status', 'terminate_task', 'server_pid', 'test', 'shutdown', 'get_infofile']
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +128,15 @@ def status(infofile: PathLike | None = None, *args: Any, address: str | None = N
             raise
         logger.warning('no status from %s: %s', target, exc)
         return None
+
+
+def terminate_task(infofile: PathLike, task_id: str, timeout: float = 5.0) -> str:
+    """Terminate the task ``task_id`` of the server of ``infofile``, as
+    ``f.terminate()`` does (a queued task is cancelled, a running one gets
+    SIGTERM, then SIGKILL after the grace); return the task's state after
+    the request (``terminated`` comes once its worker is gone).  A task the
+    server does not know raises :class:`ColdocTasksUnknownTaskError`."""
+    return control_request(*_Target(infofile).resolve(), Terminate, task_id, timeout=timeout)
 
 
 def server_pid(infofile: PathLike | None = None, *args: Any, address: str | None = None,

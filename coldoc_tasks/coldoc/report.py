@@ -44,6 +44,21 @@ def format_status(info: dict) -> str:
             lines.append(f'{"":<32} progress: {format_progress(t["progress"])}')
     if info['tasks_queued'] > sum(1 for t in info['tasks'] if t['state'] == 'queued'):
         lines.append(f'... {info["tasks_queued"]} queued in all')
+    workers = info.get('worker_processes') or []
+    if workers:
+        lines += ['', f'{"worker":>7} {"queue":<16} {"state":<7} {"done":>5} {"age":>8} {"rss":>9}  task']
+        for w in workers:
+            rss = '-' if w['rss'] is None else f'{w["rss"] / 2**20:.1f}M'
+            lines.append(f'{w["pid"]:>7} {w["queue"]:<16} {w["state"]:<7} {w["tasks_done"]:>5} {w["age"]:>7.0f}s '
+                         f'{rss:>9}  {w["task"] or "-"}')
+    failures = info.get('recent_failures') or []
+    if failures:
+        lines += ['', 'recent failures:']
+        for t in failures[:5]:
+            error = t['error']
+            what = f'{error["type"]}: {error["message"]}' if error['type'] else error['message']
+            lines.append(f'  {_when(t["finished"])} {t["id"]} {t["function"]} {t["state"]}: '
+                         f'{what.splitlines()[0] if what else ""}'[:200])
     counters = info['counters']
     lines += ['', 'counters: ' + ', '.join(f'{name} {counters[name]}' for name in sorted(counters)),
               f'results held: {info["results_held"]}']

@@ -32,11 +32,12 @@ def _glibc_malloc_trim():
 _malloc_trim = _glibc_malloc_trim()
 
 
-def resident_bytes() -> int | None:
-    """This process's resident set size in bytes, or None where
-    ``/proc/self/statm`` cannot be read (a read of a few microseconds)."""
+def resident_bytes(pid: int | None = None) -> int | None:
+    """The resident set size in bytes of this process (or of process
+    ``pid``), or None where its ``/proc/PID/statm`` cannot be read (a read
+    of a few microseconds; a process that has just exited has none)."""
     try:
-        with open('/proc/self/statm', 'rb') as stream:
+        with open(f'/proc/{"self" if pid is None else pid}/statm', 'rb') as stream:
             return int(stream.read().split()[1]) * _PAGE_SIZE
     except (OSError, ValueError, IndexError):
         return None

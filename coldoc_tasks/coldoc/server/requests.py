@@ -33,6 +33,7 @@ from ..messages import (
     Wait,
 )
 from ..protocol import PROTOCOL_VERSION
+from .memory import resident_bytes
 from .tasks import CANCELLED, FINAL_STATES, QUEUED, RUNNING, Task, TaskTable
 from .workers import WorkerPool
 
@@ -215,7 +216,8 @@ class Requests:
         task.waiters = []
 
     def status(self) -> dict[str, Any]:
-        """What ``status`` reports: the server, its queues, live tasks, counters."""
+        """What ``status`` reports: the server, its queues, workers, live tasks,
+        the last tasks that ended (and failed), counters."""
         now = time.time()
         running = [worker.task.describe(now) for worker in self.pool.workers.values() if worker.task is not None]
         queued = [task.describe(now) for task in itertools.islice(self.pool.queued_tasks(), STATUS_QUEUED_SHOWN)]
@@ -226,6 +228,7 @@ class Requests:
             'stopping': self.stopping,
             'queues': [queue.describe() for queue in self.pool.queues.values()],
             'workers': len(self.pool.workers),
+            'worker_processes': [worker.describe(now) for worker in self.pool.workers.values()],
             'tasks': running + queued,
             'tasks_queued': queued_count,
             'results_held': len(self.table.tasks) - len(running) - queued_count,
@@ -233,4 +236,6 @@ class Requests:
             'max_memory_per_worker': self.pool.max_worker_rss and self.pool.max_worker_rss // 2**20,
             'lent_worker_keepalive': self.pool.lent_worker_keepalive,
             'clients': len(self.connections),
+            'rss': resident_bytes(),
+            **self.table.history.describe(),
         }

@@ -43,6 +43,7 @@ from ..protocol import (
 from ..queues import QueueConfig
 from ..safefiles import UnsafePathError, clear_socket_path
 from .channel import Channel
+from .history import History
 from .loop import EventLoop, Timer
 from .memory import resident_bytes, trim_heap
 from .requests import Requests
@@ -107,6 +108,7 @@ class TaskServer(Requests):
         self.stop_grace = stop_grace
         self.started = time.time()
         self.table = TaskTable(result_retention)
+        self.table.history = History()
         self.loop = EventLoop(keep_from_children=extra_fds)
         self.pool = WorkerPool(queues or [], self.table, self.loop, self._on_final, terminate_grace,
                                on_progress=self._on_progress, max_message_size=max_message_size,

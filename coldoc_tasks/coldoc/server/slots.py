@@ -24,6 +24,7 @@ from ..queues import QueueConfig
 from . import worker_process
 from .channel import Channel
 from .tasks import Task
+from .worker_state import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -72,26 +73,6 @@ class Queue:
         return {'name': config.name, 'concurrency': config.concurrency, 'mode': config.mode,
                 'max_tasks_per_worker': config.max_tasks_per_worker, 'running': self.running,
                 'queued': self.queued, 'lent_slots': self.borrowed, 'idle_workers': len(self.idle)}
-
-
-class Worker:
-    """A worker process: its pid, its socket, its pidfd, and its task."""
-
-    __slots__ = ('pid', 'channel', 'pidfd', 'queue', 'task', 'tasks_done', 'retiring', 'kill_timer', 'fault',
-                 'idle_since')
-
-    def __init__(self, pid: int, channel: Channel, pidfd: int, queue: Queue):
-        self.pid = pid
-        self.channel = channel
-        self.pidfd = pidfd
-        self.queue = queue
-        self.task: Task | None = None
-        self.tasks_done = 0
-        self.retiring = False
-        self.kill_timer: Any = None
-        # why the server killed it, if it did for what it sent
-        self.fault: str | None = None
-        self.idle_since = 0.0  # time.monotonic() when it was last parked
 
 
 def fork_worker(queue: Queue, close_in_child: list[int], max_message_size: int, *,

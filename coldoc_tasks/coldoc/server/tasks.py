@@ -76,7 +76,7 @@ class Task:
             'id': self.task_id, 'function': self.cmd_name, 'state': self.state, 'queue': self.queue,
             'submitted': self.submitted, 'started': started,
             'runtime': None if started is None else (self.finished or now) - started,
-            'worker_pid': self.worker_pid,
+            'worker_pid': self.worker_pid, 'terminating': self.terminating,
             'progress': None if self.progress is None else dict(zip(('done', 'total', 'message', 'metadata'),
                                                                     self.progress, strict=True)),
         }
@@ -88,6 +88,8 @@ class TaskTable:
 
     def __init__(self, retention: float):
         self.retention = retention
+        #: the last tasks that ended (set by the server: see .history)
+        self.history: Any = None
         self.tasks: dict[str, Task] = {}
         self.counters = collections.Counter({state: 0 for state in (
             'submitted', DONE, FAILED, TERMINATED, CANCELLED, LOST, 'collected', 'expired')})
@@ -113,6 +115,8 @@ class TaskTable:
         task.call = None
         task.finished = time.time()
         self.counters[state] += 1
+        if self.history is not None:
+            self.history.record(task)
         self._expiry.append((time.monotonic() + self.retention, task.task_id))
 
     def collect(self, task: Task, by_pid: int | None) -> None:

@@ -34,8 +34,9 @@ from ..messages import Done, Exit, ProgressReport, Run, decode
 from ..protocol import DEFAULT_MAX_BODY
 from ..queues import ANY_QUEUE, DEFAULT_QUEUE, QueueConfig, undeclared_queue_message
 from .loop import EventLoop
-from .slots import Queue, Worker, fork_worker
+from .slots import Queue, fork_worker
 from .tasks import CANCELLED, DONE, FAILED, LOST, QUEUED, RUNNING, TERMINATED, Task, TaskTable
+from .worker_state import Worker
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,151 @@
+"""``coldoc_tasks_cli coldoc web``: the status page on a standard-library
+HTTP server of its own, a client of the task server of an infofile.
+
+It binds to the loopback interface unless told otherwise; prints the
+page's address, with its token, as its first line of output; and serves,
+one thread per request (a client that misbehaves holds only its own
+thread, for at most :data:`REQUEST_TIMEOUT` seconds of silence), until
+SIGINT or SIGTERM, when it exits with status 0.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+import socket
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TextIO
+
+from .. import __version__
+from ..coldoc.infofile import PathLike, read_infofile
+from .app import Answer, StatusApp
+from .token import page_token
+
+__all__ = ['StatusServer', 'parse_bind', 'is_loopback', 'serve']
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a connection may stay silent before it is dropped.
+REQUEST_TIMEOUT = 30.0
+DEFAULT_HOST = '127.0.0.1'
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: StatusServer
+    server_version = f'coldoc_tasks/{__version__}'
+    sys_version = ''
+    protocol_version = 'HTTP/1.1'
+    timeout = REQUEST_TIMEOUT
+
+    def _answer(self) -> None:
+        def read_body(length: int) -> bytes:
+            return self.rfile.read(length)
+
+        try:
+            answer = self.server.app.handle(self.command, self.path, self.headers, read_body)
+        except Exception:
+            logger.exception('the status page failed to answer %s', self.command)
+            answer = Answer(500, b'{"error":"internal error, see the log"}', 'application/json')
+        self.send_response(answer.status)
+        self.send_header('Content-Type', answer.content_type)
+        self.send_header('Content-Length', str(len(answer.body)))
+        for name, value in answer.headers.items():
+            self.send_header(name, value)
+        if self.command == 'POST' and answer.status != 200:
+            self.send_header('Connection', 'close')  # its body may be left unread
+            self.close_connection = True
+        self.end_headers()
+        if self.command != 'HEAD':
+            self.wfile.write(answer.body)
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        # Never the query: it holds the token.
+        logger.info('%s %s', self.address_string(), format % args)
+
+    def log_request(self, code: int | str = '-', size: int | str = '-') -> None:
+        # a request line that could not be parsed leaves path and command unset
+        path = str(getattr(self, 'path', None) or '-').split('?', 1)[0]
+        logger.info('%s "%s %s" %s', self.address_string(), getattr(self, 'command', None), path[:200], code)
+
+
+class StatusServer(ThreadingHTTPServer):
+    """The HTTP server of the page: a thread per request; ``app`` answers."""
+
+    daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self, address: tuple[str, int], app: StatusApp):
+        self.app = app
+        host = address[0]
+        self.address_family = socket.AF_INET6 if ':' in host else socket.AF_INET
+        super().__init__(address, _Handler)
+
+    def url(self, token: str) -> str:
+        """The page's address, with its token."""
+        host, port = self.server_address[:2]
+        if ipaddress.ip_address(host).is_unspecified:
+            host = socket.gethostname()
+        elif ':' in host:
+            host = f'[{host}]'
+        return f'http://{host}:{port}/?token={token}'
+
+
+def parse_bind(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[IPV6]:PORT`` or ``PORT`` (on the loopback
+    interface) as ``(host, port)``; raise ValueError saying what is wrong.
+    The host must be an IP address; port 0 picks a free one."""
+    host, port_text = DEFAULT_HOST, text
+    if ':' in text:
+        host, _, port_text = text.rpartition(':')
+        host = host[1:-1] if host.startswith('[') and host.endswith(']') else host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f'{host!r} is not an IP address (give HOST:PORT, e.g. 127.0.0.1:8000)') from None
+    if not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f'{port_text!r} is not a port number (0 to 65535; 0 picks a free one)')
+    return host, int(port_text)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an IP address) is reachable from this machine only."""
+    return ipaddress.ip_address(host).is_loopback
+
+
+def serve(infofile: PathLike, host: str = DEFAULT_HOST, port: int = 0, timeout: float = 5.0,
+          out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Serve the page of the server of ``infofile`` until SIGINT or SIGTERM;
+    return the exit status.  Must run in the main thread (it handles those
+    signals).  The infofile must exist (its key makes the token); the task
+    server itself may come and go: the page says when it does not answer."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    token = page_token(read_infofile(infofile)['authkey'])
+    httpd = StatusServer((host, port), StatusApp(infofile, token, timeout))
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if not stop.is_set():
+            stop.set()
+            # shutdown() waits for serve_forever, which runs in this thread: ask from another
+            threading.Thread(target=httpd.shutdown, name='coldoc-web-stop', daemon=True).start()
+
+    previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        print(httpd.url(token), file=out, flush=True)
+        if not is_loopback(host):
+            print(f'coldoc_tasks_cli: warning: the status page listens on {host}, reachable from other '
+                  'machines; its token travels in clear over HTTP (put it behind an HTTPS proxy)',
+                  file=err, flush=True)
+        print(f'coldoc_tasks_cli: serving the status page of {infofile}; Ctrl-C to stop', file=err, flush=True)
+        httpd.serve_forever(poll_interval=0.5)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        httpd.server_close()
+    return 0

@@ -1,0 +1,148 @@
+"""The status page in a real headless browser (Debian's chromium, driven
+by selenium through Debian's chromedriver), against a real task server and
+a real ``coldoc web`` process: a running task's progress bar advances, the
+page's button terminates it, the page says when the server goes and comes
+back, and a request without the token is refused.
+
+Without chromium, chromedriver or selenium the test is skipped, saying
+why (under CI=true it fails).  Screenshots go to ``$COLDOC_TASKS_SCREENSHOTS``
+if set (``docs/img`` for the README), else to the test's temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import tempfile
+
+import pytest
+
+from coldoc_tasks.coldoc_tasks import bind_fork_class, shutdown, tasks_daemon_start
+from coldoc_tasks.exceptions import ColdocTasksProcessLookupError
+from tests import jobs
+from tests.conftest import skip_or_fail
+from tests.fixtures_coldoc import ROOT
+from tests.helpers_web import start_web
+
+pytestmark = pytest.mark.timeout(240)
+
+CHROMIUM = '/usr/bin/chromium'
+CHROMEDRIVER = '/usr/bin/chromedriver'
+#: Seconds the browser is given to show what the test waits for.
+SHOW_TIMEOUT = 30
+
+
+@pytest.fixture
+def browser():
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
+    if missing:
+        skip_or_fail(f'no {" nor ".join(missing)} (Debian: apt-get install chromium chromium-driver)')
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        skip_or_fail('selenium is not installed (pip install selenium, or the dev extra)')
+    profile = tempfile.mkdtemp(prefix='ct-chromium-')
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ('--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+                 '--disable-background-networking', '--disable-component-update', '--disable-sync',
+                 '--disable-dev-shm-usage', f'--user-data-dir={profile}', '--window-size=1280,1100'):
+        options.add_argument(flag)
+    os.environ.setdefault('SE_OFFLINE', 'true')  # selenium must never download a driver or a browser
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _screenshot(driver, name: str, tmp_path: pathlib.Path) -> None:
+    directory = pathlib.Path(os.environ.get('COLDOC_TASKS_SCREENSHOTS') or tmp_path)
+    directory.mkdir(parents=True, exist_ok=True)
+    assert driver.save_screenshot(str(directory / name))
+
+
+def test_the_page_in_a_browser(browser, coldoc_server, rendezvous, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def until(condition, what):
+        return WebDriverWait(browser, SHOW_TIMEOUT, poll_frequency=0.1).until(
+            lambda driver: condition(), message=f'the page did not show {what} within {SHOW_TIMEOUT} s')
+
+    def progress_value(task_id):
+        bars = browser.find_elements(By.CSS_SELECTOR, f'#tasks tr[data-task-id="{task_id}"] progress')
+        return bars[0].get_attribute('value') if bars else None
+
+    def ended_state(task_id):
+        cells = browser.find_elements(By.CSS_SELECTOR, f'#recent tr[data-task-id="{task_id}"] td.state')
+        return cells[0].text if cells else None
+
+    fork_class = bind_fork_class(coldoc_server.infofile)
+    # something in every table: a task that ended well, one that failed, one that runs
+    done = fork_class()
+    done.run(jobs.add, 40, 2)
+    assert done.wait(timeout=30) == 42
+    failed = fork_class()
+    failed.run(jobs.fail_with_value_error, 'the input was not a number')
+    failed.wait(timeout=30, raise_exception=False)
+    task = fork_class()
+    task.run(jobs.report_in_steps, rendezvous.address, 4)
+    first, _ = rendezvous.accept()
+
+    page = start_web(coldoc_server.infofile)
+    try:
+        browser.get(page.url)
+        until(lambda: progress_value(task.task_id) == '1', 'the first step of the task')
+        assert browser.find_element(By.CSS_SELECTOR, '#tasks tr td.state').text == 'running'
+        rendezvous.release(first)
+        second, _ = rendezvous.accept()
+        until(lambda: progress_value(task.task_id) == '2', 'the progress bar advance to the second step')
+        text = browser.find_element(By.ID, 'tasks').text
+        assert 'step 2 of 4' in text and '2/4 (50%)' in text
+        # the failure, its traceback on demand
+        failure = browser.find_element(By.CSS_SELECTOR, f'#failures tr[data-task-id="{failed.task_id}"]')
+        assert 'ValueError: the input was not a number' in failure.text
+        traceback = failure.find_element(By.CSS_SELECTOR, 'pre.traceback')
+        assert not traceback.is_displayed()
+        assert ended_state(done.task_id) == 'done'
+        workers = browser.find_element(By.ID, 'workers').text
+        assert task.task_id in workers and 'MB' in workers
+        # (the traceback folded: its file names are this machine's)
+        _screenshot(browser, 'status-page.png', tmp_path)
+        failure.find_element(By.TAG_NAME, 'summary').click()
+        until(lambda: browser.find_element(By.CSS_SELECTOR, f'#failures tr[data-task-id="{failed.task_id}"] '
+                                                            'pre.traceback').is_displayed(),
+              'the traceback')
+        assert 'raise ValueError(message)' in browser.find_element(By.CSS_SELECTOR, 'pre.traceback').text
+
+        # the page's button terminates it; the waiter is told; the page says so
+        browser.find_element(By.CSS_SELECTOR, f'#tasks tr[data-task-id="{task.task_id}"] button.terminate').click()
+        with pytest.raises(ColdocTasksProcessLookupError, match='terminated'):
+            task.wait(timeout=SHOW_TIMEOUT)
+        until(lambda: ended_state(task.task_id) == 'terminated', 'the task as terminated')
+        assert browser.find_elements(By.CSS_SELECTOR, f'#tasks tr[data-task-id="{task.task_id}"]') == []
+        assert 'terminated' in browser.find_element(By.ID, 'failures').text
+        second.close()
+
+        # the server goes: the page says so; it comes back: the page shows it again
+        banner = browser.find_element(By.ID, 'banner')
+        assert not banner.is_displayed()
+        shutdown(coldoc_server.infofile, grace=0, timeout=30)
+        until(lambda: banner.is_displayed() and 'does not answer' in banner.text, 'that the server is down')
+        browser.save_screenshot(str(tmp_path / 'server-down.png'))  # (its message names this machine's socket)
+        coldoc_server.pid = tasks_daemon_start(coldoc_server.infofile, logfile=coldoc_server.logfile,
+                                               pythonpath=[str(ROOT)], timeout=30)
+        until(lambda: not banner.is_displayed(), 'the server back')
+        assert f'pid {coldoc_server.pid}' in browser.find_element(By.ID, 'summary').text
+
+        # without the token: refused
+        browser.get(page.base)
+        assert 'needs its token' in browser.find_element(By.TAG_NAME, 'body').text
+        code, _, _ = page.request('', token=None)
+        assert code == 403
+    finally:
+        assert page.stop() == 0
