@@ -36,6 +36,7 @@ import dataclasses
 import datetime
 import os
 import socket
+import time
 from typing import Any
 
 try:
@@ -43,7 +44,7 @@ try:
 except ImportError:  # no redis client installed: no claims
     RedisBackend = None
 
-__all__ = ['Claim', 'claim', 'claims_possible', 'reclaim', 'records', 'results_expire_after']
+__all__ = ['Claim', 'claim', 'claims_possible', 'reclaim', 'records', 'results_expire_after', 'sent_recently']
 
 _CLAIM_PREFIX = 'coldoc-tasks-claim-'
 _SUBMITTED_PREFIX = 'coldoc-tasks-submitted-'
@@ -158,6 +159,14 @@ def reclaim(backend: Any, task_id: str, owner: Claim) -> None:
     """Hand the claim of task ``task_id``, already held, to ``owner``."""
     if claims_possible(backend):
         backend.client.set(_CLAIM_PREFIX + task_id, owner.encode(), xx=True, ex=results_expire_after(backend))
+
+
+def sent_recently(backend: Any, sent_at: float | None) -> bool:
+    """Whether a task sent at ``sent_at`` (``time.time()``; None: unknown)
+    is within ``result_expires`` of its sending: with no result and no claim,
+    it is then still queued, since a task that ran keeps its claim as long
+    as its result."""
+    return sent_at is not None and time.time() - sent_at < results_expire_after(backend)
 
 
 def records(backend: Any, task_id: str) -> tuple[bool, Claim | None] | None:

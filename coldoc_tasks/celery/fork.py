@@ -75,7 +75,7 @@ from ..exceptions import (
 from ..outcome import Outcome, dumps_call, loads_outcome
 from ..progress import Progress
 from .app import app_for, resolve_celeryconfig, setup_app
-from .claims import Claim, claim, records, results_expire_after
+from .claims import Claim, claim, records, results_expire_after, sent_recently
 from .control import CHECK_TIMEOUT, broker_uri, ping
 from .progress import read_progress
 from .waiter import local_run, mark_terminated, run_here_if_unclaimed, terminate_elsewhere
@@ -249,7 +249,7 @@ class CeleryFork(ForkBase):
         marked, owner = found
         what = f'task {self.task_id} ({self.cmd_name})'
         if owner is None:
-            if marked or self._sent_recently(app):
+            if marked or sent_recently(app.backend, getattr(self, '_sent_at', None)):  # None: an older pickle
                 return None  # still in its queue
             raise ColdocTasksUnknownTaskError(
                 f'{what} is unknown to the Celery result backend: its result expired (result_expires is '
@@ -266,13 +266,6 @@ class CeleryFork(ForkBase):
         logger.info('%s: %s, which claimed it, is gone', what, owner.describe())
         return Outcome(exception=ColdocTasksProcessLookupError(
             f'{what}: {owner.describe()}, which was running it, is gone and stored no result'))
-
-    def _sent_recently(self, app: celery.Celery) -> bool:
-        # Within result_expires of its sending, a task with no result and no
-        # claim is queued; it cannot have run, since its claim would be kept
-        # as long as its result.
-        sent_at = getattr(self, '_sent_at', None)  # None in an object pickled by an earlier version
-        return sent_at is not None and time.time() - sent_at < results_expire_after(app.backend)
 
     def _run_here_if_unclaimed(self):
         with self._run_here_lock:
