@@ -66,12 +66,24 @@ def _screenshot(driver, name: str, tmp_path: pathlib.Path) -> None:
 
 
 def test_the_page_in_a_browser(browser, coldoc_server, rendezvous, tmp_path):
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    # The page redraws its tables every second: an element found may be
+    # replaced before it is read or clicked.  So every look at the page is
+    # a condition, tried again on a fresh element until it holds.
     def until(condition, what):
-        return WebDriverWait(browser, SHOW_TIMEOUT, poll_frequency=0.1).until(
+        return WebDriverWait(browser, SHOW_TIMEOUT, poll_frequency=0.1,
+                             ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
             lambda driver: condition(), message=f'the page did not show {what} within {SHOW_TIMEOUT} s')
+
+    def text_of(selector):
+        return browser.find_element(By.CSS_SELECTOR, selector).text
+
+    def click(selector):
+        browser.find_element(By.CSS_SELECTOR, selector).click()
+        return True
 
     def progress_value(task_id):
         bars = browser.find_elements(By.CSS_SELECTOR, f'#tasks tr[data-task-id="{task_id}"] progress')
@@ -97,35 +109,33 @@ def test_the_page_in_a_browser(browser, coldoc_server, rendezvous, tmp_path):
     try:
         browser.get(page.url)
         until(lambda: progress_value(task.task_id) == '1', 'the first step of the task')
-        assert browser.find_element(By.CSS_SELECTOR, '#tasks tr td.state').text == 'running'
+        until(lambda: text_of(f'#tasks tr[data-task-id="{task.task_id}"] td.state') == 'running', 'it running')
         rendezvous.release(first)
         second, _ = rendezvous.accept()
         until(lambda: progress_value(task.task_id) == '2', 'the progress bar advance to the second step')
-        text = browser.find_element(By.ID, 'tasks').text
-        assert 'step 2 of 4' in text and '2/4 (50%)' in text
+        until(lambda: 'step 2 of 4' in text_of('#tasks') and '2/4 (50%)' in text_of('#tasks'), 'the step')
         # the failure, its traceback on demand
-        failure = browser.find_element(By.CSS_SELECTOR, f'#failures tr[data-task-id="{failed.task_id}"]')
-        assert 'ValueError: the input was not a number' in failure.text
-        traceback = failure.find_element(By.CSS_SELECTOR, 'pre.traceback')
-        assert not traceback.is_displayed()
-        assert ended_state(done.task_id) == 'done'
-        workers = browser.find_element(By.ID, 'workers').text
-        assert task.task_id in workers and 'MB' in workers
+        failure = f'#failures tr[data-task-id="{failed.task_id}"]'
+        until(lambda: 'ValueError: the input was not a number' in text_of(failure), 'the failure')
+        until(lambda: not browser.find_element(By.CSS_SELECTOR, f'{failure} pre.traceback').is_displayed(),
+              'the traceback folded')
+        until(lambda: ended_state(done.task_id) == 'done', 'the task that ended well')
+        until(lambda: task.task_id in text_of('#workers') and 'MB' in text_of('#workers'), 'the worker')
         # (the traceback folded: its file names are this machine's)
         _screenshot(browser, 'status-page.png', tmp_path)
-        failure.find_element(By.TAG_NAME, 'summary').click()
-        until(lambda: browser.find_element(By.CSS_SELECTOR, f'#failures tr[data-task-id="{failed.task_id}"] '
-                                                            'pre.traceback').is_displayed(),
+        until(lambda: click(f'{failure} summary'), 'the fold of the traceback')
+        until(lambda: browser.find_element(By.CSS_SELECTOR, f'{failure} pre.traceback').is_displayed(),
               'the traceback')
-        assert 'raise ValueError(message)' in browser.find_element(By.CSS_SELECTOR, 'pre.traceback').text
+        until(lambda: 'raise ValueError(message)' in text_of(f'{failure} pre.traceback'), 'the traceback text')
 
         # the page's button terminates it; the waiter is told; the page says so
-        browser.find_element(By.CSS_SELECTOR, f'#tasks tr[data-task-id="{task.task_id}"] button.terminate').click()
+        until(lambda: click(f'#tasks tr[data-task-id="{task.task_id}"] button.terminate'), 'the button')
         with pytest.raises(ColdocTasksProcessLookupError, match='terminated'):
             task.wait(timeout=SHOW_TIMEOUT)
         until(lambda: ended_state(task.task_id) == 'terminated', 'the task as terminated')
-        assert browser.find_elements(By.CSS_SELECTOR, f'#tasks tr[data-task-id="{task.task_id}"]') == []
-        assert 'terminated' in browser.find_element(By.ID, 'failures').text
+        until(lambda: browser.find_elements(By.CSS_SELECTOR, f'#tasks tr[data-task-id="{task.task_id}"]') == [],
+              'no running task')
+        until(lambda: 'terminated' in text_of('#failures'), 'the terminated task among the failures')
         second.close()
 
         # the server goes: the page says so; it comes back: the page shows it again
@@ -137,7 +147,7 @@ def test_the_page_in_a_browser(browser, coldoc_server, rendezvous, tmp_path):
         coldoc_server.pid = tasks_daemon_start(coldoc_server.infofile, logfile=coldoc_server.logfile,
                                                pythonpath=[str(ROOT)], timeout=30)
         until(lambda: not banner.is_displayed(), 'the server back')
-        assert f'pid {coldoc_server.pid}' in browser.find_element(By.ID, 'summary').text
+        until(lambda: f'pid {coldoc_server.pid}' in text_of('#summary'), 'the new server')
 
         # without the token: refused
         browser.get(page.base)
