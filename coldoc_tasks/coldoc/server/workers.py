@@ -20,73 +20,29 @@ code, and the next task gets a new worker.
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import signal
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
 
 from ...exceptions import ColdocTasksProtocolError
 from ...forking import describe_wait_status, fork_task_process, signal_group
 from ...outcome import MIN_ERROR_ROOM
 from ..messages import Done, Exit, ProgressReport, Run, decode
 from ..protocol import DEFAULT_MAX_BODY, FrameReader
-from ..queues import ANY_QUEUE, DEFAULT_QUEUE, QueueConfig, undeclared_queue_message
+from ..queues import DEFAULT_QUEUE, QueueConfig
 from . import worker_process
 from .channel import Channel
 from .loop import EventLoop
+from .slots import Queue, QueueRouting, Worker
 from .tasks import CANCELLED, DONE, FAILED, LOST, QUEUED, RUNNING, TERMINATED, Task, TaskTable
 from .worker_process import worker_main
 
 logger = logging.getLogger(__name__)
 
-class Queue:
-    """A queue's FIFO, its slots and its workers."""
-
-    def __init__(self, config: QueueConfig):
-        self.config = config
-        self.pending: collections.deque[Task] = collections.deque()
-        self.queued = 0
-        self.running = 0
-        self.borrowed = 0
-        # workers waiting for a task; in fresh mode, the one forked in advance
-        self.idle: list[Worker] = []
-        self.spare_planned = False
-        self.retry_planned = False  # a dispatch after a failed fork
-
-    @property
-    def limit(self) -> int:
-        return self.config.concurrency + self.borrowed
-
-    def describe(self) -> dict[str, Any]:
-        config = self.config
-        return {'name': config.name, 'concurrency': config.concurrency, 'mode': config.mode,
-                'max_tasks_per_worker': config.max_tasks_per_worker, 'running': self.running,
-                'queued': self.queued, 'lent_slots': self.borrowed, 'idle_workers': len(self.idle)}
-
-
-class Worker:
-    """A worker process: its pid, its socket, its pidfd, and its task."""
-
-    __slots__ = ('pid', 'channel', 'pidfd', 'queue', 'task', 'tasks_done', 'retiring', 'kill_timer', 'fault')
-
-    def __init__(self, pid: int, channel: Channel, pidfd: int, queue: Queue):
-        self.pid = pid
-        self.channel = channel
-        self.pidfd = pidfd
-        self.queue = queue
-        self.task: Task | None = None
-        self.tasks_done = 0
-        self.retiring = False
-        self.kill_timer: Any = None
-        # why the server killed it, if it did for what it sent
-        self.fault: str | None = None
-
-
-class WorkerPool:
+class WorkerPool(QueueRouting):
     """Every queue and worker of the server.
 
     ``loop``: the server's :class:`~.loop.EventLoop`, which watches the
@@ -105,7 +61,7 @@ class WorkerPool:
                  max_worker_rss: int | None = None):
         self.max_message_size = max_message_size
         self.max_worker_rss = max_worker_rss
-        self.counters = {'recycled_for_memory': 0}
+        self.counters = {'recycled_for_memory': 0, 'retried_on_loss': 0}
         self.on_progress = on_progress
         self.table = table
         self.loop = loop
@@ -121,31 +77,6 @@ class WorkerPool:
         self.draining = False
 
     # -- tasks ----------------------------------------------------------------
-
-    def declared(self) -> list[str]:
-        """The names of the queues this server runs (``*`` among them if it
-        accepts any other name)."""
-        return list(self.queues)
-
-    def why_refused(self, name: str) -> str | None:
-        """Why a task on the queue ``name`` cannot be accepted, or None if it can.
-
-        The rule: a task runs on the queue its name declares; a name nobody
-        declared is refused (a typo must not go unnoticed, nor get a
-        concurrency of its own), unless the ``*`` queue is declared: then it
-        runs there, and every such name shares that queue's limit.
-        """
-        if name in self.queues or ANY_QUEUE in self.queues:
-            return None
-        return undeclared_queue_message(name, self.declared())
-
-    def queue_for(self, name: str | None) -> Queue:
-        """The queue that runs tasks on ``name`` (see :meth:`why_refused`)."""
-        name = name or DEFAULT_QUEUE
-        queue = self.queues.get(name) or self.queues.get(ANY_QUEUE)
-        if queue is None:
-            raise KeyError(undeclared_queue_message(name, self.declared()))
-        return queue
 
     def submit(self, task: Task) -> None:
         queue = self.queue_for(task.queue)
@@ -174,7 +105,10 @@ class WorkerPool:
             task.started = time.time()
             task.worker_pid = worker.pid
             queue.running += 1
-            call, task.call = task.call, None
+            call = task.call
+            task.call = call if task.retries else None  # kept for a retry
+            if self.on_start is not None:
+                self.on_start(task)
             worker.channel.send(Run(task.task_id).encode(call))
             self.loop.want_write(worker.channel)
             logger.debug('task %s (%s) started in worker %d', task.task_id, task.cmd_name, worker.pid)
@@ -216,20 +150,6 @@ class WorkerPool:
         if worker.pid in self.workers:
             logger.info('worker %d outlived the grace of %g s: SIGKILL', worker.pid, self.terminate_grace)
             signal_group(worker.pid, signal.SIGKILL)
-
-    def lend(self, queue_name: str) -> Queue:
-        """A worker of ``queue_name`` blocks waiting: lend its slot."""
-        queue = self.queue_for(queue_name)
-        queue.borrowed += 1
-        self.dispatch(queue)
-        return queue
-
-    def give_back(self, queue: Queue) -> None:
-        queue.borrowed -= 1
-
-    @property
-    def running_tasks(self) -> int:
-        return sum(queue.running for queue in self.queues.values())
 
     # -- worker processes ---------------------------------------------------------
 
@@ -364,6 +284,8 @@ class WorkerPool:
             state, message = LOST, f'task {task.task_id}: its worker process {worker.pid} was killed: {worker.fault}'
         else:
             state, message = LOST, f'task {task.task_id}: its worker process {worker.pid} {how} during the task'
+        if state == LOST and self.requeue_lost(task, message):
+            return
         self.table.finish(task, state, lost_message=message)
         logger.warning('%s (%s)', message, task.cmd_name)
         self.on_final(task)
@@ -381,11 +303,6 @@ class WorkerPool:
         for worker in self.workers.values():
             signal_group(worker.pid, signal.SIGKILL)
 
-    def queued_tasks(self):
-        for queue in self.queues.values():
-            for task in queue.pending:
-                if task.state == QUEUED:
-                    yield task
 
 
 def _over_memory(limit: int | None, worker: Worker, task: Task, rss: int | None) -> bool:
