@@ -258,4 +258,5 @@ class Requests:
             'counters': dict(self.table.counters, **self.counters, **self.pool.counters),
             'max_memory_per_worker': self.pool.max_worker_rss and self.pool.max_worker_rss // 2**20,
             'clients': len(self.connections),
+            'journal': self.recorder and self.recorder.journal.path,
         }
