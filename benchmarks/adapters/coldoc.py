@@ -13,12 +13,19 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 
 
 class ColdocAdapter(ForkClassAdapter):
-    """A coldoc task server of one queue, concurrency 2, in ``mode``."""
+    """A coldoc task server of one queue, concurrency 2, in ``mode``; with
+    ``journal``, it records every task in a journal in the work directory."""
 
-    def __init__(self, mode: str):
+    def __init__(self, mode: str, journal: bool = False, journal_sync: str = 'batch'):
         self.mode = mode
+        self.journal = journal
+        self.journal_sync = journal_sync
         self.name = f'coldoc-{mode}'
+        if journal:
+            self.name = 'coldoc-journal' + ('-second' if journal_sync == 'second' else '')
         self.label = f'coldoc_tasks coldoc, {"reused workers" if mode == "reuse" else "fresh process per task"}'
+        if journal:
+            self.label += f', with a journal synced every {"second" if journal_sync == "second" else "batch"}'
         self.pid: int | None = None
         if mode == 'fresh':  # a process forked per task: about 250 tasks/s here
             self.w4_fraction = 0.2
@@ -31,7 +38,9 @@ class ColdocAdapter(ForkClassAdapter):
         self.pid = tasks_daemon_start(self.infofile, logfile=os.path.join(workdir, 'coldoc.log'),
                                       queues=[f'default:2:{self.mode}'], pythonpath=[REPO_ROOT], timeout=30,
                                       # as the other systems, workers start with the tasks' module imported
-                                      preload=['benchmarks.bench_tasks'])
+                                      preload=['benchmarks.bench_tasks'],
+                                      journal=os.path.join(workdir, 'coldoc.journal') if self.journal else None,
+                                      **({'journal_sync': self.journal_sync} if self.journal else {}))
         services.record_pid(self.pid)
         self.fork_class = bind_fork_class(self.infofile)
         # a first task: the client's connection is made, and reused workers exist

@@ -123,6 +123,11 @@ SERVER_OPTIONS: tuple[ServerOption, ...] = (
     ServerOption('journal', str, None, 0, 0,
                  'record every task in this file, so that queued tasks and uncollected results survive a crash '
                  'or a restart (default: none, everything stays in memory)', unit='file path'),
+    ServerOption('journal_sync', str, 'batch', 0, 0,
+                 'when the journal is synced to disk: every batch (each turn of the server that recorded '
+                 'something; survives a crash of the machine), or once a second (faster; survives a crash or '
+                 'a kill of the server, but a crash of the machine may lose the last second)',
+                 unit='', choices=('batch', 'second')),
     ServerOption('stop_queued', str, None, 0, 0,
                  'what stop does with queued tasks: cancel them, keep them in the journal for the next start, '
                  'or drain (run them all first) (default: keep with a journal, else cancel)',

@@ -72,8 +72,10 @@ from .journal_file import (
     write_batch,
 )
 
-#: Compaction waits until the file is at least this big.
+#: Compaction waits until the file is at least this big...
 COMPACT_FROM = 1 << 20
+#: ... or this big, when no task is alive in it.
+COMPACT_EMPTY = 64 << 10
 
 __all__ = ['Journal', 'RecoveredTask', 'FORMAT', 'COMPACT_FROM']
 
@@ -94,7 +96,10 @@ class Journal:
         # task id -> bytes of its records in the file, and whether it is final
         self._live: dict[str, list] = {}
         self._live_bytes = 0
-        self.syncs = 0
+        #: sync every batch (else :meth:`sync` is called now and then, and a batch written is
+        #: safe from a crash of the server, not from one of the machine until then)
+        self.sync_each_batch = True
+        self.unsynced = False
 
     # -- opening -------------------------------------------------------------------------
 
@@ -216,7 +221,10 @@ class Journal:
         self._pending.clear()
         try:
             write_all(self._fd, BATCH.pack(BATCH_MAGIC, len(payload), zlib.crc32(payload)) + payload)
-            os.fdatasync(self._fd)
+            if self.sync_each_batch:
+                os.fdatasync(self._fd)
+            else:
+                self.unsynced = True
         except OSError as exc:
             # A batch written in part would be followed by the next ones:
             # cut it off, so that the file stays whole, and stop the server
@@ -224,8 +232,13 @@ class Journal:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, self.size)
             raise ColdocTasksJournalError(f'cannot write the journal {self.path}: {exc}') from exc
-        self.syncs += 1
         self.size += BATCH.size + len(payload)
+
+    def sync(self) -> None:
+        """Sync what was written (when batches are not synced each)."""
+        if self.unsynced:
+            self.unsynced = False
+            os.fdatasync(self._fd)
 
     @property
     def live_bytes(self) -> int:
@@ -234,6 +247,10 @@ class Journal:
     # -- compaction ----------------------------------------------------------------------
 
     def wants_compaction(self) -> bool:
+        """Over :data:`COMPACT_FROM` and more than twice what is alive; or
+        over :data:`COMPACT_EMPTY` with nothing alive (then it is cheap)."""
+        if not self._live_bytes and not self._drops_sent and not self._drops_this_turn:
+            return self.size > COMPACT_EMPTY
         return self.size > COMPACT_FROM and self.size > 2 * self._live_bytes + 4096
 
     def compact(self) -> None:

@@ -90,7 +90,7 @@ def run_server(infofile: PathLike, socket_path: PathLike | None = None, authkey:
                result_retention: float = 3600.0, terminate_grace: float = 2.0, stop_grace: float = 10.0,
                handshake_timeout: float = 5.0, max_message_size: int = DEFAULT_MAX_BODY,
                max_memory_per_worker: int | None = None, preload: Iterable[str] = (),
-               journal: PathLike | None = None, stop_queued: str | None = None,
+               journal: PathLike | None = None, journal_sync: str = 'batch', stop_queued: str | None = None,
                on_ready: Callable[[dict], None] | None = None) -> None:
     """Run a coldoc task server in this process until it is stopped.
 
@@ -114,15 +114,18 @@ def run_server(infofile: PathLike, socket_path: PathLike | None = None, authkey:
     by another server raises :class:`ColdocTasksJournalError` before
     anything starts.  ``stop_queued``: what ``stop`` does with queued tasks,
     ``'cancel'``, ``'keep'`` (for the next start; needs a journal, and is
-    its default) or ``'drain'`` (run them first).
+    its default) or ``'drain'`` (run them first).  ``journal_sync``:
+    ``'batch'`` (sync every batch of records) or ``'second'`` (once a second).
     ``on_ready(info)`` is called once clients can connect.
     """
     options = check_server_options({'result_retention': result_retention, 'terminate_grace': terminate_grace,
                                     'stop_grace': stop_grace, 'handshake_timeout': handshake_timeout,
                                     'max_message_size': max_message_size,
                                     'max_memory_per_worker': max_memory_per_worker,
-                                    'journal': journal, 'stop_queued': stop_queued})
+                                    'journal': journal, 'journal_sync': journal_sync,
+                                    'stop_queued': stop_queued})
     journal = options.pop('journal')
+    journal_sync = options.pop('journal_sync')
     journal = journal and os.path.abspath(journal)
     options['stop_queued'] = options['stop_queued'] or ('keep' if journal else 'cancel')
     if options['stop_queued'] == 'keep' and not journal:
@@ -164,7 +167,7 @@ def run_server(infofile: PathLike, socket_path: PathLike | None = None, authkey:
         server = TaskServer(socket_path, authkey, queues, **options,
                             extra_fds=[lock.fileno] + ([opened[0].fileno] if opened else []))
         if opened:
-            Recorder(server, opened[0]).recover(opened[1])
+            Recorder(server, opened[0], journal_sync).recover(opened[1])
         server.bind()
         info = {'socket': socket_path, 'authkey': authkey, 'pid': os.getpid(), 'version': __version__,
                 'protocol': PROTOCOL_VERSION, 'start_time': time.time(),

@@ -39,11 +39,14 @@ __all__ = ['Recorder']
 
 logger = logging.getLogger(__name__)
 
+#: Seconds between two syncs of the journal with ``journal_sync='second'``.
+SYNC_INTERVAL = 1.0
+
 
 class Recorder:
     """Records what ``server`` does with its tasks in ``journal``."""
 
-    def __init__(self, server: TaskServer, journal: Journal):
+    def __init__(self, server: TaskServer, journal: Journal, sync: str = 'batch'):
         self.server = server
         self.journal = journal
         self.journal_id = journal.journal_id
@@ -54,6 +57,14 @@ class Recorder:
         server.pool.on_start = self.started
         server.pool.on_requeue = self.requeued
         server.loop.before_output = self.commit
+        if sync == 'second':
+            journal.sync_each_batch = False
+            server.loop.call_later(SYNC_INTERVAL, self._sync_now)
+
+    def _sync_now(self) -> None:
+        if self.recording:
+            self.journal.sync()
+        self.server.loop.call_later(SYNC_INTERVAL, self._sync_now)
 
     # -- what happens -----------------------------------------------------------------------
 
