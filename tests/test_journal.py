@@ -269,3 +269,29 @@ def test_without_a_journal_nothing_is_written(tmp_path):
     finally:
         from coldoc_tasks.coldoc_tasks import shutdown
         shutdown(infofile, timeout=30)
+
+
+def test_compaction_keeps_what_is_alive(journal_server, tmp_path):
+    server = journal_server()
+    F = bind_fork_class(server.infofile)
+    kept = []
+    for i in range(3):  # results held for copies, never collected before the crash
+        f = F()
+        f.run(jobs.identity, f'kept{i}')
+        kept.append(pickle.dumps(f))
+    payload = 'x' * 100_000
+    for _ in range(4):  # collected: their records, a megabyte and more, are dead
+        forks = [F() for _ in range(5)]
+        for f in forks:
+            f.run(jobs.identity, payload)
+        assert [len(f.wait(timeout=60)) for f in forks] == [100_000] * 5
+    wait_until(lambda: 'compacted from' in server.log_tail(200), 30, 'a compaction',
+               explain=lambda: f'journal of {os.path.getsize(server.journal)} bytes')
+    assert os.path.getsize(server.journal) < 1 << 20
+    server.kill()
+    server.start()
+    values = run_python('import pickle, sys\nfor blob in sys.argv[1:]:\n'
+                        '    print(pickle.loads(bytes.fromhex(blob)).wait(timeout=60))', *[k.hex() for k in kept])
+    out, err = values.communicate(timeout=120)
+    assert out.split() == ['kept0', 'kept1', 'kept2'], err
+    assert os.stat(server.journal).st_mode & 0o777 == 0o600
