@@ -295,3 +295,17 @@ def test_compaction_keeps_what_is_alive(journal_server, tmp_path):
     out, err = values.communicate(timeout=120)
     assert out.split() == ['kept0', 'kept1', 'kept2'], err
     assert os.stat(server.journal).st_mode & 0o777 == 0o600
+
+
+def test_the_journal_options_are_checked(tmp_path):
+    from coldoc_tasks.exceptions import ColdocTasksOptionError
+    from tests.test_cli import run_cli
+
+    infofile = str(tmp_path / 'info')
+    with pytest.raises(ColdocTasksOptionError, match='stop_queued=keep needs a journal'):
+        run_server(infofile, stop_queued='keep')
+    with pytest.raises(ColdocTasksOptionError, match='journal_sync must be one of batch, second'):
+        run_server(infofile, journal=str(tmp_path / 'journal'), journal_sync='never')
+    done = run_cli('coldoc', 'start', infofile, '--stop-queued', 'later')
+    assert done.returncode == 2 and 'must be one of cancel, keep, drain' in done.stderr, done.stderr
+    assert os.listdir(tmp_path) == []
