@@ -195,7 +195,7 @@ class Journal:
         if task_id in self._live:
             self._drops_this_turn.append(task_id)
 
-    def commit(self, output_sent: bool) -> None:
+    def commit(self, output_sent: bool, output_follows: bool = True) -> None:
         """Write and sync the records of this turn, in one batch, before the
         output of the turn leaves the server.
 
@@ -203,7 +203,11 @@ class Journal:
         collection is written only at a commit after the turn that collected
         (whose output is sent after its commit) and with ``output_sent``: so
         an outcome cut off on its way to the waiter by a crash is still in
-        the journal, for the waiter to ask again."""
+        the journal, for the waiter to ask again.
+
+        ``output_follows``: this turn sends something; else the batch is
+        written but its sync waits for the next batch that is followed by
+        output (whose sync covers it): what no peer saw needs no sync."""
         if output_sent and self._drops_sent:
             for task_id in self._drops_sent:
                 entry = self._live.pop(task_id, None)
@@ -216,13 +220,16 @@ class Journal:
             self._drops_sent += self._drops_this_turn
             self._drops_this_turn.clear()
         if not self._pending:
+            if self.unsynced and self.sync_each_batch and output_follows:
+                self.sync()
             return
         payload = b''.join(self._pending)
         self._pending.clear()
         try:
             write_all(self._fd, BATCH.pack(BATCH_MAGIC, len(payload), zlib.crc32(payload)) + payload)
-            if self.sync_each_batch:
+            if self.sync_each_batch and output_follows:
                 os.fdatasync(self._fd)
+                self.unsynced = False
             else:
                 self.unsynced = True
         except OSError as exc:
@@ -312,6 +319,7 @@ class Journal:
 
     def close(self) -> None:
         if self._fd >= 0:
+            self.sync()
             os.close(self._fd)
             self._fd = -1
 

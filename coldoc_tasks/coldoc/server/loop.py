@@ -102,6 +102,11 @@ class EventLoop:
                 *self._keep_from_children, *self._callbacks]
 
     @property
+    def output_queued(self) -> bool:
+        """True if this turn queued messages for some peer."""
+        return bool(self._dirty)
+
+    @property
     def output_blocked(self) -> bool:
         """True while some peer's socket has not taken all that was sent to it."""
         return bool(self._writers)

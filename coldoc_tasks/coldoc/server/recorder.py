@@ -88,7 +88,8 @@ class Recorder:
         if not self.recording:
             return
         journal = self.journal
-        journal.commit(output_sent=not self.server.loop.output_blocked)
+        loop = self.server.loop
+        journal.commit(output_sent=not loop.output_blocked, output_follows=loop.output_queued)
         if journal.wants_compaction():
             journal.compact()
 
@@ -97,6 +98,7 @@ class Recorder:
         next start to retry or report lost (``stop`` that keeps the queue)."""
         if self.recording:
             self.commit()
+            self.journal.sync()
             self.recording = False
 
     def close(self, output_sent: bool) -> None:
