@@ -50,6 +50,7 @@ class Recorder:
         self.server = server
         self.journal = journal
         self.journal_id = journal.journal_id
+        self._recovered: set[str] = set()  # the ids of the tasks read back from the journal
         #: False once the server stops recording (``stop`` keeping its tasks for the next start)
         self.recording = True
         server.recorder = self
@@ -112,9 +113,11 @@ class Recorder:
     # -- a client back after a restart -----------------------------------------------------
 
     def forgotten(self, task_id: str) -> bool:
-        """Whether this server collected or expired ``task_id`` (so that a
-        client sending its Submit again is told, and the task does not run twice)."""
-        return self.server.table.forgotten.get(task_id) is not None
+        """Whether ``task_id`` came from the journal and was collected or
+        expired since (so that a client sending its Submit again is told,
+        and the task does not run twice).  Only a task of an earlier server
+        is sent again: a client sends a Submit again when its server died."""
+        return task_id in self._recovered and task_id not in self.server.table.tasks
 
     def resubmitted(self, connection: Connection, message: Submit, task: Task | None) -> None:
         """A client sends the Submit of a task this server knows again: it
@@ -138,6 +141,7 @@ class Recorder:
         """Bring back the tasks of the journal (in its order)."""
         server = self.server
         counts: collections.Counter = collections.Counter()
+        self._recovered = {item.task_id for item in recovered}
         for item in recovered:
             try:
                 message = decode(item.header, (Submit,))
