@@ -26,6 +26,13 @@ RATIOS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     ('fresh_w1_fork', 'coldoc fresh W1 p50 / bare fork W1 p50', 'coldoc-fresh', 'barefork', ('W1', 'p50_ms')),
     ('celery_w1_peer', 'celery backend W1 p50 / Celery W1 p50', 'celery', 'celery-peer', ('W1', 'p50_ms')),
     ('celery_w2_peer', 'celery backend W2 tasks/s / Celery W2', 'celery', 'celery-peer', ('W2', 'rate', 'median')),
+    ('journal_w1_reuse', 'coldoc with a journal W1 p50 / without', 'coldoc-journal', 'coldoc-reuse', ('W1', 'p50_ms')),
+    ('journal_w2_reuse', 'coldoc with a journal W2 tasks/s / without', 'coldoc-journal', 'coldoc-reuse',
+     ('W2', 'rate', 'median')),
+    ('journal_second_w1_reuse', 'coldoc with a journal synced every second W1 p50 / without',
+     'coldoc-journal-second', 'coldoc-reuse', ('W1', 'p50_ms')),
+    ('journal_second_w2_reuse', 'coldoc with a journal synced every second W2 tasks/s / without',
+     'coldoc-journal-second', 'coldoc-reuse', ('W2', 'rate', 'median')),
 ]
 #: (key, label, system): a nested round trip against the same system's W1, within one round
 NESTED: list[tuple[str, str, str]] = [

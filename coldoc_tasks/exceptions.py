@@ -28,6 +28,7 @@ __all__ = [
     'ColdocTasksRemoteTraceback',
     'ColdocTasksUnknownTaskError',
     'ColdocTasksConnectionError',
+    'ColdocTasksJournalError',
     'ColdocTasksAuthenticationError',
     'ColdocTasksProtocolError',
     'ColdocTasksBackendUnavailableError',
@@ -178,6 +179,12 @@ class UnsafePathError(ColdocTasksException):
 class ColdocTasksOptionError(ColdocTasksException, ValueError):
     """A server option has a value outside its range, or is unknown; the
     message names the option and what it accepts."""
+
+
+class ColdocTasksJournalError(ColdocTasksException):
+    """The server's journal cannot be used: it is not a journal, it is of
+    another format, it is corrupt, or another server holds it.  The message
+    names the file and the problem; the file is left untouched."""
 
 
 class ColdocTasksStartError(ColdocTasksException):

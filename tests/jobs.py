@@ -291,3 +291,24 @@ def report_in_steps(address, steps):
         progress(step, steps, f'step {step} of {steps}')
         rendezvous(address)
     return steps
+
+
+def record_run(directory, name, value=None, release=None):
+    """Record this run as a line in ``directory/name`` (one per run), then,
+    if ``release`` is given, block until that file exists; return ``value``."""
+    append_line(os.path.join(directory, name), os.getpid())
+    while release is not None and not os.path.exists(release):
+        time.sleep(0.02)
+    return value
+
+
+def record_run_block_first(directory, name, value=None):
+    """Record this run; the first run blocks for ever (to be killed), a
+    later one returns ``value``."""
+    path = os.path.join(directory, name)
+    append_line(path, os.getpid())
+    with open(path, encoding='utf-8') as stream:
+        first = len(stream.readlines()) == 1
+    while first:
+        time.sleep(0.05)
+    return value

@@ -61,6 +61,10 @@ def test_an_unknown_option_is_named(tmp_path):
 def test_the_ranges_are_stated():
     for option in SERVER_OPTIONS:
         assert check_server_options({})[option.name] == option.default
+        if option.kind is str:
+            with pytest.raises(ColdocTasksOptionError, match=option.setting):
+                option.check(3, option.setting)
+            continue
         assert option.check(option.minimum) == option.minimum and option.check(option.maximum) == option.maximum
         with pytest.raises(ColdocTasksOptionError, match=option.setting):
             option.check(True, option.setting)

@@ -20,11 +20,11 @@ def _local(name: str) -> Callable[[], Adapter]:
     return make
 
 
-def _coldoc(mode: str) -> Callable[[], Adapter]:
+def _coldoc(mode: str, journal: str = '') -> Callable[[], Adapter]:
     def make() -> Adapter:
         from .coldoc import ColdocAdapter
 
-        return ColdocAdapter(mode)
+        return ColdocAdapter(mode, journal=bool(journal), journal_sync=journal or 'batch')
 
     return make
 
@@ -48,6 +48,8 @@ def _ours_celery() -> Adapter:
 SYSTEMS: dict[str, Callable[[], Adapter]] = {
     'coldoc-reuse': _coldoc('reuse'),
     'coldoc-fresh': _coldoc('fresh'),
+    'coldoc-journal': _coldoc('reuse', journal='batch'),
+    'coldoc-journal-second': _coldoc('reuse', journal='second'),
     'nofork': _local('nofork'),
     'simple': _local('simple'),
     'celery': _ours_celery,

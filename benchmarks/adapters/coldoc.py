@@ -14,13 +14,20 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 
 class ColdocAdapter(ForkClassAdapter):
     """A coldoc task server of one queue, of ``concurrency`` workers (2, as the
-    peers), in ``mode``."""
+    peers), in ``mode``; with ``journal``, it records every task in a journal
+    in the work directory."""
 
-    def __init__(self, mode: str, concurrency: int = 2):
+    def __init__(self, mode: str, journal: bool = False, journal_sync: str = 'batch', concurrency: int = 2):
         self.mode = mode
         self.concurrency = concurrency
+        self.journal = journal
+        self.journal_sync = journal_sync
         self.name = f'coldoc-{mode}'
+        if journal:
+            self.name = 'coldoc-journal' + ('-second' if journal_sync == 'second' else '')
         self.label = f'coldoc_tasks coldoc, {"reused workers" if mode == "reuse" else "fresh process per task"}'
+        if journal:
+            self.label += f', with a journal synced every {"second" if journal_sync == "second" else "batch"}'
         self.pid: int | None = None
         if mode == 'fresh':  # a process forked per task: about 250 tasks/s here
             self.w4_fraction = 0.2
@@ -35,7 +42,9 @@ class ColdocAdapter(ForkClassAdapter):
                                       queues=[f'default:{self.concurrency}:{self.mode}'], pythonpath=[REPO_ROOT],
                                       timeout=30,
                                       # as the other systems, workers start with the tasks' module imported
-                                      preload=['benchmarks.bench_tasks'])
+                                      preload=['benchmarks.bench_tasks'],
+                                      journal=os.path.join(workdir, 'coldoc.journal') if self.journal else None,
+                                      **({'journal_sync': self.journal_sync} if self.journal else {}))
         services.record_pid(self.pid)
         self.fork_class = bind_fork_class(self.infofile)
         # a first task: the client's connection is made, and reused workers exist
@@ -45,7 +54,7 @@ class ColdocAdapter(ForkClassAdapter):
     def sibling(self, workdir: str, concurrency: int) -> ColdocAdapter:
         """Another server like this one, with ``concurrency`` workers, started
         in ``workdir`` (W6 compares the two in the same round)."""
-        other = ColdocAdapter(self.mode, concurrency)
+        other = ColdocAdapter(self.mode, self.journal, self.journal_sync, concurrency)
         other.start(workdir)
         return other
 

@@ -54,8 +54,10 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
                         help='declare a queue (repeatable), e.g. pdf:1:fresh; a task on a queue nobody declared '
                         'is refused, unless "*:N" is declared: then any name is accepted, all sharing N slots')
     for option in SERVER_OPTIONS:
-        parser.add_argument(option.flag, type=argument_type(option), metavar=option.unit.upper() or 'N',
-                            help=f'{option.help} (default {option.default:g})')
+        default = '' if option.default is None or option.kind is str else f' (default {option.default:g})'
+        parser.add_argument(option.flag, type=argument_type(option),
+                            metavar='|'.join(option.choices) or option.unit.upper().replace(' ', '_') or 'N',
+                            help=option.help + default)
     parser.add_argument('--preload', action='append', default=[], metavar='MODULE',
                         help='import this module in the server, so that workers start with it (repeatable)')
     parser.add_argument('--verbose', '-v', action='store_true', help='log every task')

@@ -185,6 +185,9 @@ class ServerConnection:
         self.max_message_size: int = info['max_message_size']
         #: the queues the server runs (``*``: it accepts any name)
         self.queues: list[str] = info.get('queues') or []
+        #: the id of the server's journal, if it has one: a client that loses
+        #: the connection waits for a server on the same journal to come back
+        self.journal_id: str | None = info.get('journal')
 
     def send(self, message: Message, body: bytes = b'') -> None:
         """Send a message that gets no reply."""

@@ -18,7 +18,9 @@ import copyreg
 import functools
 import logging
 import os
+import time
 from collections.abc import Callable
+from typing import Any
 
 from ..aio import threadsafe_future, wait_future
 from ..base import ForkBase, new_task_id
@@ -39,6 +41,7 @@ from .client import ProgressBox, PushSlot, ServerConnection, control_request, ge
 from .infofile import InfofileError, PathLike, read_infofile
 from .messages import Lost, Message, Ping, PushedLost, Share, Submit, Terminate, Wait
 from .queues import ANY_QUEUE, DEFAULT_QUEUE, undeclared_queue_message
+from .reconnect import Reconnecting
 
 __all__ = ['ColdocFork', 'fork_class', 'bind_fork_class', 'get_fork_class', 'server_address']
 
@@ -60,7 +63,7 @@ def server_address(infofile: PathLike | None, address: str | None, authkey: byte
     return info['socket'], info['authkey']
 
 
-class ColdocFork(ForkBase):
+class ColdocFork(Reconnecting, ForkBase):
     """Run each task on a worker of a coldoc task server.
 
     The full contract of :class:`~coldoc_tasks.base.ForkBase`.  Give the
@@ -104,6 +107,19 @@ class ColdocFork(ForkBase):
             if self.infofile is not None:
                 _infofile_addresses[self.infofile] = address
 
+    def run(self, cmd: Callable[..., Any], /, *args: Any, retry_on_loss: int = 0, **kwargs: Any) -> None:
+        """:meth:`ForkBase.run <coldoc_tasks.base.ForkBase.run>`, with one
+        keyword of this backend (not passed to ``cmd``): ``retry_on_loss``,
+        how many times the task is run again if its worker is lost (killed,
+        crashed, or the server stopped while it ran, with a journal); 0 (the
+        default): it is reported lost, ``wait`` raises
+        :class:`ColdocTasksProcessLookupError`.  A task that may run more than
+        once must be safe to run again."""
+        if isinstance(retry_on_loss, bool) or not isinstance(retry_on_loss, int) or not 0 <= retry_on_loss <= 1000:
+            raise ColdocTasksUsageError(f'retry_on_loss must be an integer from 0 to 1000, not {retry_on_loss!r}')
+        self._retry_on_loss = retry_on_loss
+        super().run(cmd, *args, **kwargs)
+
     def _connection(self) -> ServerConnection:
         if self.infofile is None:
             return get_connection(*server_address(None, self._address, self._authkey))
@@ -134,8 +150,11 @@ class ColdocFork(ForkBase):
         if waiter is None:
             self._push = connection.push_slots[task_id] = PushSlot()
         self._follow_progress(connection, task_id)
+        self._journal_id = connection.journal_id
+        if self._journal_id is not None and waiter is None:
+            self._call = call
         try:
-            connection.send(Submit(task_id, self.queue, self.cmd_name, waiter is None), call)
+            connection.send(Submit(task_id, self.queue, self.cmd_name, waiter is None, self._retry_on_loss), call)
         except BaseException:
             connection.push_slots.pop(task_id, None)
             self._push = None
@@ -157,17 +176,23 @@ class ColdocFork(ForkBase):
         return self._decode(slot.message, slot.body)
 
     def _collect(self, timeout: float | None) -> Outcome:
+        deadline = None if timeout is None else time.monotonic() + timeout
         slot = self._push_slot()
         if slot is not None:
             if not slot.latch.acquire(timeout=-1 if timeout is None else timeout):
                 raise self._timeout_error(timeout)
             slot.latch.release()
+            if slot.message is None and self._journal_id is not None:
+                return self._collect_again(timeout, deadline)
             return self._slot_outcome(slot)
         try:
             connection = self._connection()
         except (ColdocTasksConnectionError, InfofileError) as exc:
+            if self._journal_id is not None:
+                return self._collect_again(timeout, deadline)
             return Outcome(exception=ColdocTasksProcessLookupError(
                 f'task {self.task_id}: the task server is gone ({exc})'))
+        self._journal_id = connection.journal_id
         late = connection.late_results.pop(self.task_id, None)
         self._follow_progress(connection, self.task_id)
         try:
@@ -179,9 +204,15 @@ class ColdocFork(ForkBase):
         except ColdocTasksTimeoutError:
             raise self._timeout_error(timeout) from None
         except ColdocTasksConnectionError as exc:
+            if self._journal_id is not None:
+                return self._collect_again(timeout, deadline)
             return Outcome(exception=ColdocTasksProcessLookupError(
                 f'task {self.task_id}: the task server went away while waiting ({exc})'))
         return self._decode(message, body)
+
+    def _set_outcome(self, outcome: Outcome) -> None:
+        self._call = None
+        super()._set_outcome(outcome)
 
     async def _collect_async(self, timeout: float | None) -> Outcome:
         # The push, or the reply to a Wait, is handed over by the connection's
@@ -196,6 +227,8 @@ class ColdocFork(ForkBase):
                     raise self._timeout_error(timeout)
             finally:
                 slot.remove_done_callback(wake)
+            if slot.message is None and self._journal_id is not None:
+                return await loop.run_in_executor(None, self._collect_again, timeout, None)
             return self._slot_outcome(slot)
         try:
             # The first use in this process connects and authenticates: not in the loop's thread.
@@ -212,6 +245,8 @@ class ColdocFork(ForkBase):
         except ColdocTasksTimeoutError:
             raise self._timeout_error(timeout) from None
         except ColdocTasksConnectionError as exc:
+            if self._journal_id is not None:
+                return await loop.run_in_executor(None, self._collect_again, timeout, None)
             return Outcome(exception=ColdocTasksProcessLookupError(
                 f'task {self.task_id}: the task server went away while waiting ({exc})'))
         return self._decode(*reply)
@@ -253,6 +288,7 @@ class ColdocFork(ForkBase):
                     self.wait(timeout=0, raise_exception=False)
         state = super().__getstate__()
         state['_push'] = None
+        state.pop('_call', None)
         state.pop('_progress_box', None)
         return state
 

@@ -10,7 +10,13 @@ type of each; a message that fails is a :class:`ColdocTasksProtocolError`.
 ============================  ==========  =================================================
 message                       direction   meaning
 ============================  ==========  =================================================
-Submit + call                 C -> S      run a task; ``subscribe``: push me its outcome
+Submit + call                 C -> S      run a task; ``subscribe``: push me its outcome;
+                                          ``retry_on_loss``: run it again (so many times at
+                                          most) if its worker is lost.  To a server with a
+                                          journal, a client sends the Submit of a task it
+                                          has not got the outcome of again after a restart:
+                                          the server runs it if it never recorded it, else
+                                          pushes the outcome when there is one
 Share                         C -> S      keep the outcome for a copy of the fork object
 Wait                          C -> S      reply with the outcome when there is one
 Unwait                        C -> S      forget that wait (it timed out); no reply
@@ -44,7 +50,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from ..exceptions import ColdocTasksException, ColdocTasksProtocolError
-from .protocol import ERRORS, Body, decode_header, encode_message
+from .protocol import ERRORS, Body, decode_header, encode_header, encode_message
 
 __all__ = ['Message', 'Submit', 'Share', 'Wait', 'Unwait', 'Terminate', 'Ping', 'Status', 'Shutdown', 'Ok',
            'Result', 'Lost', 'Pushed', 'PushedLost', 'PushedProgress', 'Error', 'Dropped', 'Run', 'Exit', 'Done',
@@ -64,6 +70,10 @@ class Message:
         """The frame pieces of this message, with ``body``."""
         return encode_message([self.name, *map(self.__dict__.__getitem__, self._fields)], body)
 
+    def header(self) -> bytes:
+        """The header of this message as it travels (what :func:`decode` reads)."""
+        return encode_header([self.name, *map(self.__dict__.__getitem__, self._fields)])
+
 
 def _message(name: str):
     def register(cls: type) -> type:
@@ -81,6 +91,7 @@ class Submit(Message):
     queue: str
     cmd_name: str
     subscribe: bool
+    retry_on_loss: int
 
 
 @_message('share')

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,7 +31,8 @@ MAX_MESSAGE_LIMIT = 2**32 - 1
 @dataclasses.dataclass(frozen=True)
 class ServerOption:
     """One option of the server: its name as a Python keyword, its type
-    (``float`` seconds or ``int``), default, range and help text.
+    (``float`` seconds, ``int``, or ``str``: a path, or one of ``choices``),
+    default, range and help text.
     ``zero_means``: if set, 0 is accepted besides the range and means this
     (for a limit, ``'no limit'``: the option is off).  ``None`` (on the
     command line, leaving the option out) always means the default."""
@@ -43,6 +45,7 @@ class ServerOption:
     help: str
     unit: str = 'seconds'
     zero_means: str = ''
+    choices: tuple[str, ...] = ()
 
     @property
     def flag(self) -> str:
@@ -55,6 +58,8 @@ class ServerOption:
         return 'COLDOC_TASKS_' + self.name.upper()
 
     def describe_range(self) -> str:
+        if self.kind is str:
+            return f'one of {", ".join(self.choices)}' if self.choices else f'a {self.unit}'
         if self.kind is int:
             off = f', or 0 for {self.zero_means}' if self.zero_means else ''
             return (f'an integer from {int(self.minimum)} to {int(self.maximum)}'
@@ -66,6 +71,8 @@ class ServerOption:
         :class:`ColdocTasksOptionError` naming the option (as ``spelled``,
         default its keyword) and its range."""
         label = spelled or self.name
+        if self.kind is str:
+            return self._check_text(value, label)
         if self.zero_means and not isinstance(value, bool) and value == 0:
             return self.kind(0)
         if self.kind is float:
@@ -78,8 +85,19 @@ class ServerOption:
             raise ColdocTasksOptionError(f'{label} must be {self.describe_range()}, not {value!r}')
         return int(value)
 
+    def _check_text(self, value: Any, label: str) -> str:
+        if self.choices:
+            if value not in self.choices:
+                raise ColdocTasksOptionError(f'{label} must be {self.describe_range()}, not {value!r}')
+            return value
+        if not isinstance(value, (str, os.PathLike)) or not os.fspath(value) or '\0' in os.fspath(value):
+            raise ColdocTasksOptionError(f'{label} must be {self.describe_range()}, not {value!r}')
+        return os.fspath(value)
+
     def parse(self, text: str, spelled: str | None = None) -> Any:
         """Read the option from a command-line or environment string."""
+        if self.kind is str:
+            return self.check(text, spelled or self.flag)
         try:
             value = int(text) if self.kind is int else float(text)
         except (TypeError, ValueError):
@@ -105,6 +123,18 @@ SERVER_OPTIONS: tuple[ServerOption, ...] = (
     ServerOption('lent_worker_keepalive', float, 5.0, 0.0, 24 * 3600.0,
                  'seconds a reused worker started for a lent slot (a task waiting for a subtask lends its slot) '
                  'stays idle, ready for the next nested task, before it retires'),
+    ServerOption('journal', str, None, 0, 0,
+                 'record every task in this file, so that queued tasks and uncollected results survive a crash '
+                 'or a restart (default: none, everything stays in memory)', unit='file path'),
+    ServerOption('journal_sync', str, 'batch', 0, 0,
+                 'when the journal is synced to disk: every batch (each turn of the server that recorded '
+                 'something; survives a crash of the machine), or once a second (faster; survives a crash or '
+                 'a kill of the server, but a crash of the machine may lose the last second)',
+                 unit='', choices=('batch', 'second')),
+    ServerOption('stop_queued', str, None, 0, 0,
+                 'what stop does with queued tasks: cancel them, keep them in the journal for the next start, '
+                 'or drain (run them all first) (default: keep with a journal, else cancel)',
+                 unit='', choices=('cancel', 'keep', 'drain')),
 )
 
 OPTIONS_BY_NAME: dict[str, ServerOption] = {option.name: option for option in SERVER_OPTIONS}

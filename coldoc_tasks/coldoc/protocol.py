@@ -119,6 +119,11 @@ def encode_message(message: tuple | list, body: Body = b'') -> list[bytes | memo
     return encode_frame(_encode_json(message).encode('utf-8'), body)
 
 
+def encode_header(message: tuple | list) -> bytes:
+    """A message header, as :func:`encode_message` frames it."""
+    return _encode_json(message).encode('utf-8')
+
+
 def decode_header(header: bytes) -> tuple:
     """Read a message header: a JSON array whose first item is a string.
     Raise :class:`ColdocTasksProtocolError` on anything else."""

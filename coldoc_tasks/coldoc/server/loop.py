@@ -62,6 +62,8 @@ class EventLoop:
         self._wakeup_r, self._wakeup_w = socket.socketpair()
         self._on_signal: Callable[[int], None] | None = None
         self._saved_signals: dict = {}
+        #: called before the output of each turn is sent: the journal writes the turn's records there
+        self.before_output: Callable[[], None] | None = None
 
     # -- the services ---------------------------------------------------------------------
 
@@ -98,6 +100,16 @@ class EventLoop:
         socket, that client would not see the server die."""
         return [self.selector.fileno(), self._wakeup_r.fileno(), self._wakeup_w.fileno(),
                 *self._keep_from_children, *self._callbacks]
+
+    @property
+    def output_queued(self) -> bool:
+        """True if this turn queued messages for some peer."""
+        return bool(self._dirty)
+
+    @property
+    def output_blocked(self) -> bool:
+        """True while some peer's socket has not taken all that was sent to it."""
+        return bool(self._writers)
 
     @property
     def has_output(self) -> bool:
@@ -148,6 +160,8 @@ class EventLoop:
             else:
                 timeout = when - now
                 break
+        if self.before_output is not None:
+            self.before_output()
         if self._dirty:  # what the timers queued
             self._flush_dirty()
         deadline = next_deadline(now)
@@ -166,6 +180,8 @@ class EventLoop:
                 callback = self._callbacks.get(fd)
                 if callback is not None:
                     callback()
+        if self.before_output is not None:
+            self.before_output()
         if self._dirty:
             self._flush_dirty()
 

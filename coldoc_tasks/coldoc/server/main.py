@@ -13,7 +13,11 @@ import time
 from collections.abc import Callable, Iterable
 
 from ... import __version__
-from ...exceptions import ColdocTasksLegacyServerRunningError, ColdocTasksServerRunningError
+from ...exceptions import (
+    ColdocTasksLegacyServerRunningError,
+    ColdocTasksOptionError,
+    ColdocTasksServerRunningError,
+)
 from ..context import IN_SERVER_ENV
 from ..infofile import PathLike, ServerLock, lock_holder, replaceable_infofile, write_infofile
 from ..legacy import legacy_server_answers
@@ -28,6 +32,8 @@ from ..safefiles import (
     make_private_directory,
     remove_own_directory,
 )
+from .journal import Journal
+from .recorder import Recorder
 from .server import TaskServer
 
 logger = logging.getLogger(__name__)
@@ -85,6 +91,7 @@ def run_server(infofile: PathLike, socket_path: PathLike | None = None, authkey:
                handshake_timeout: float = 5.0, max_message_size: int = DEFAULT_MAX_BODY,
                max_memory_per_worker: int | None = None, lent_worker_keepalive: float = 5.0,
                preload: Iterable[str] = (),
+               journal: PathLike | None = None, journal_sync: str = 'batch', stop_queued: str | None = None,
                on_ready: Callable[[dict], None] | None = None) -> None:
     """Run a coldoc task server in this process until it is stopped.
 
@@ -104,13 +111,29 @@ def run_server(infofile: PathLike, socket_path: PathLike | None = None, authkey:
     outcome (None or 0: no limit; a fresh worker runs one task anyway).
     ``lent_worker_keepalive``: seconds a reused worker started for a lent
     slot (its task's parent waits for it) stays idle before it retires.
+    ``journal``: a file where every task is recorded, so that queued tasks
+    and uncollected results survive a crash or a restart (see
+    :mod:`.recorder`); a journal that is corrupt, of another format or held
+    by another server raises :class:`ColdocTasksJournalError` before
+    anything starts.  ``stop_queued``: what ``stop`` does with queued tasks,
+    ``'cancel'``, ``'keep'`` (for the next start; needs a journal, and is
+    its default) or ``'drain'`` (run them first).  ``journal_sync``:
+    ``'batch'`` (sync every batch of records) or ``'second'`` (once a second).
     ``on_ready(info)`` is called once clients can connect.
     """
     options = check_server_options({'result_retention': result_retention, 'terminate_grace': terminate_grace,
                                     'stop_grace': stop_grace, 'handshake_timeout': handshake_timeout,
                                     'max_message_size': max_message_size,
                                     'max_memory_per_worker': max_memory_per_worker,
-                                    'lent_worker_keepalive': lent_worker_keepalive})
+                                    'lent_worker_keepalive': lent_worker_keepalive,
+                                    'journal': journal, 'journal_sync': journal_sync,
+                                    'stop_queued': stop_queued})
+    journal = options.pop('journal')
+    journal_sync = options.pop('journal_sync')
+    journal = journal and os.path.abspath(journal)
+    options['stop_queued'] = options['stop_queued'] or ('keep' if journal else 'cancel')
+    if options['stop_queued'] == 'keep' and not journal:
+        raise ColdocTasksOptionError('stop_queued=keep needs a journal, where the queued tasks are kept')
     infofile = os.path.abspath(os.fspath(infofile))
     for module in preload:
         importlib.import_module(module)
@@ -118,7 +141,10 @@ def run_server(infofile: PathLike, socket_path: PathLike | None = None, authkey:
     if not lock.acquire():
         raise ColdocTasksServerRunningError(infofile, lock_holder(infofile))
     made_directory = None
+    opened = None
     try:
+        if journal:
+            opened = Journal.open(journal, f'coldoc_tasks {__version__}, protocol {PROTOCOL_VERSION}')
         kind, previous = replaceable_infofile(infofile)
         if kind == 'legacy':
             legacy_pid = legacy_server_answers(previous, timeout=LEGACY_PROBE_TIMEOUT)
@@ -142,15 +168,21 @@ def run_server(infofile: PathLike, socket_path: PathLike | None = None, authkey:
             made_directory = os.path.dirname(socket_path)
         socket_path = os.path.abspath(os.fspath(socket_path))
         os.environ[IN_SERVER_ENV] = str(os.getpid())
-        server = TaskServer(socket_path, authkey, queues, **options, extra_fds=[lock.fileno])
+        server = TaskServer(socket_path, authkey, queues, **options,
+                            extra_fds=[lock.fileno] + ([opened[0].fileno] if opened else []))
+        if opened:
+            Recorder(server, opened[0], journal_sync).recover(opened[1])
         server.bind()
         info = {'socket': socket_path, 'authkey': authkey, 'pid': os.getpid(), 'version': __version__,
                 'protocol': PROTOCOL_VERSION, 'start_time': time.time(),
                 'logfile': os.path.abspath(os.fspath(logfile)) if logfile else None,
-                'socket_directory': made_directory, 'stop_grace': stop_grace, 'terminate_grace': terminate_grace}
+                'socket_directory': made_directory, 'stop_grace': stop_grace, 'terminate_grace': terminate_grace,
+                'journal': journal}
         write_infofile(infofile, info)
         server.serve_forever(on_ready=None if on_ready is None else lambda: on_ready(info))
     finally:
+        if opened:
+            opened[0].close()
         try:
             if made_directory is not None and not remove_own_directory(made_directory):
                 logger.warning('the socket directory %s is not empty: left in place', made_directory)

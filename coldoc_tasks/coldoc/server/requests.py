@@ -38,6 +38,7 @@ from .tasks import CANCELLED, FINAL_STATES, QUEUED, RUNNING, Task, TaskTable
 from .workers import WorkerPool
 
 if TYPE_CHECKING:
+    from .recorder import Recorder
     from .server import Connection
 
 __all__ = ['Requests']
@@ -60,6 +61,8 @@ class Requests:
     started: float
     socket_path: str
     max_message_size: int
+    #: the journal's side of the server, if it has one
+    recorder: Recorder | None = None
 
     def _send(self, connection: Connection, pieces: list) -> None:
         raise NotImplementedError
@@ -68,25 +71,43 @@ class Requests:
         raise NotImplementedError
 
     def _on_submit(self, connection: Connection, message: Submit, body: bytes) -> None:
+        if message.retry_on_loss < 0:
+            raise ValueError(f'retry_on_loss must be >= 0, not {message.retry_on_loss}')
+        known = self.table.tasks.get(message.task_id)
+        if known is not None or (self.recorder is not None and self.recorder.forgotten(message.task_id)):
+            if self.recorder is None:
+                raise ColdocTasksProtocolError(f'submit with a duplicate task id {message.task_id!r:.100}')
+            self.recorder.resubmitted(connection, message, known)
+            return
+        self._accept_task(message, body, connection)
+
+    def _accept_task(self, message: Submit, body: bytes, connection: Connection | None,
+                submitted: float | None = None) -> Task:
+        """Take a task into its queue, or refuse it (then its outcome says
+        why); ``connection`` is None for a task read back from the journal."""
         task_id, cmd_name = message.task_id, message.cmd_name
-        if task_id in self.table.tasks:
-            raise ColdocTasksProtocolError(f'submit with a duplicate task id {task_id!r:.100}')
-        task = Task(task_id, message.queue, cmd_name, body, connection.peer_pid)
-        if message.subscribe:
+        task = Task(task_id, message.queue, cmd_name, body, connection and connection.peer_pid)
+        task.retries = message.retry_on_loss
+        if submitted is not None:
+            task.submitted = submitted
+        if message.subscribe and connection is not None:
             task.subscriber = connection
         self.table.add(task)
         if self.stopping:
             self.table.finish(task, CANCELLED, lost_message=f'task {task_id} was refused: the server is stopping')
             self._on_final(task)
-            return
+            return task
         refused = self.pool.why_refused(task.queue)
         if refused is not None:
-            logger.warning('task %s (%s) of %s refused: %s', task_id, cmd_name, connection.peer, refused)
+            logger.warning('task %s (%s) refused: %s', task_id, cmd_name, refused)
             self.table.finish(task, CANCELLED, lost_message=f'task {task_id} was refused: {refused}')
             self._on_final(task)
-            return
-        logger.debug('task %s (%s) queued on %s by %s', task_id, cmd_name, task.queue, connection.peer)
+            return task
+        logger.debug('task %s (%s) queued on %s', task_id, cmd_name, task.queue)
+        if self.recorder is not None:
+            self.recorder.submitted(task, message, body)
         self.pool.submit(task)
+        return task
 
     def _known_task(self, connection: Connection, rid: int, task_id: str) -> Task | None:
         """The task called ``task_id``, or ``None`` after telling the client
@@ -101,6 +122,8 @@ class Requests:
         task = self._known_task(connection, message.rid, message.task_id)
         if task is not None:
             task.shared = True
+            if self.recorder is not None:
+                self.recorder.shared(task)
             self._send(connection, Ok(message.rid, task.state).encode())
 
     def _on_wait(self, connection: Connection, message: Wait, body: bytes) -> None:
@@ -149,7 +172,8 @@ class Requests:
     def _on_ping(self, connection: Connection, message: Ping, body: bytes) -> None:
         self._send(connection, Ok(message.rid, {
             'pid': os.getpid(), 'version': __version__, 'protocol': PROTOCOL_VERSION,
-            'max_message_size': self.max_message_size, 'queues': self.pool.declared()}).encode())
+            'max_message_size': self.max_message_size, 'queues': self.pool.declared(),
+            'journal': self.recorder and self.recorder.journal_id}).encode())
 
     def _on_status(self, connection: Connection, message: Status, body: bytes) -> None:
         self._send(connection, Ok(message.rid, self.status()).encode())
@@ -186,6 +210,8 @@ class Requests:
     def _on_final(self, task: Task) -> None:
         """Send a final task's outcome to whoever waits for it, and forget it
         unless a copy of its fork object elsewhere may still ask."""
+        if self.recorder is not None:
+            self.recorder.finished(task)
         delivered = False
         if task.waiters:
             self._deliver(task, task.waiters)
@@ -238,4 +264,5 @@ class Requests:
             'clients': len(self.connections),
             'rss': resident_bytes(),
             **self.table.history.describe(),
+            'journal': self.recorder and self.recorder.journal.path,
         }

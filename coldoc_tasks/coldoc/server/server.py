@@ -22,7 +22,6 @@ import contextlib
 import errno
 import logging
 import os
-import signal
 import socket
 import struct
 import time
@@ -47,14 +46,13 @@ from .history import History
 from .loop import EventLoop, Timer
 from .memory import resident_bytes, trim_heap
 from .requests import Requests
+from .stopping import Stopping
 from .tasks import Task, TaskTable
 from .workers import WorkerPool
 
 logger = logging.getLogger(__name__)
 
 _PEERCRED = struct.Struct('3i')
-#: Seconds a stopping server keeps sending what clients have not read yet.
-STOP_LINGER = 10.0
 #: The longest duration accepted for a grace, a retention or a timeout (a year).
 #: Seconds the listener rests when the process is out of descriptors.
 ACCEPT_PAUSE = 0.5
@@ -78,7 +76,7 @@ class Connection:
         self.waits: dict[int, Task] = {}
 
 
-class TaskServer(Requests):
+class TaskServer(Stopping, Requests):
     """Serve tasks on ``socket_path`` for clients that hold ``authkey``.
 
     ``queues``: a list of :class:`QueueConfig` (the ``default`` queue is
@@ -88,6 +86,11 @@ class TaskServer(Requests):
     ``max_memory_per_worker``: MB a reused worker may hold after a task
     before it is recycled (0 or None: no limit).  ``lent_worker_keepalive``:
     seconds an idle worker started for a lent slot is kept.
+    ``stop_queued``: what ``stop`` does with queued tasks: ``'cancel'``
+    them, ``'keep'`` them in the journal for the next start (with
+    :mod:`.recorder`: running tasks still running after the grace are then
+    left to the next start too), or ``'drain'``: run them all, then stop as
+    usual (the grace counts from when the queues are empty).
     ``on_exit``: called once the loop has ended (the caller releases its
     lock and files there).
     """
@@ -96,7 +99,7 @@ class TaskServer(Requests):
                  result_retention: float = 3600.0, terminate_grace: float = 2.0, stop_grace: float = 10.0,
                  handshake_timeout: float = 5.0, max_message_size: int = DEFAULT_MAX_BODY,
                  max_memory_per_worker: int | None = None, lent_worker_keepalive: float = 5.0,
-                 extra_fds: list[int] | None = None):
+                 extra_fds: list[int] | None = None, stop_queued: str = 'cancel'):
         for name, value in (('result_retention', result_retention), ('terminate_grace', terminate_grace),
                             ('stop_grace', stop_grace), ('handshake_timeout', handshake_timeout),
                             ('lent_worker_keepalive', lent_worker_keepalive)):
@@ -120,6 +123,8 @@ class TaskServer(Requests):
         self.stopping = False
         self._stopped = False
         self._linger_deadline: float | None = None
+        self.stop_queued = stop_queued
+        self._drain_grace: float | None = None  # stop's grace, while the queues drain first
         self.counters = {'auth_failures': 0, 'protocol_errors': 0, 'connections': 0}
 
     # -- start and stop ------------------------------------------------------------
@@ -186,51 +191,8 @@ class TaskServer(Requests):
                              len(self.table.tasks), (before - after) / 2**20, after / 2**20)
         self.loop.call_later(HOUSEKEEPING_INTERVAL, self._housekeeping)
 
-    def _on_signal(self, signum: int) -> None:
-        if signum in (signal.SIGTERM, signal.SIGINT):
-            logger.info('signal received: stopping')
-            self.stop()
-
-    def stop(self, grace: float | None = None) -> None:
-        """Stop accepting, cancel queued tasks, let running tasks finish within
-        ``grace`` seconds, then terminate them; the loop ends when no worker
-        is left."""
-        if self.stopping:
-            return
-        grace = self.stop_grace if grace is None else grace
-        self.stopping = True
-        logger.info('stopping: %d running tasks get %g s to finish', self.pool.running_tasks, grace)
-        if self.listener is not None:
-            self.loop.unwatch(self.listener.fileno())
-            self.listener.close()
-            self.listener = None
-            self._remove_socket()
-        for task in list(self.pool.queued_tasks()):
-            self.pool.cancel(task, 'the server stopped')
-        self.pool.drain()
-        self.loop.call_later(grace, self._terminate_running)
-        self._check_stopped()
-
-    def _terminate_running(self) -> None:
-        for worker in list(self.pool.workers.values()):
-            if worker.task is not None:
-                self.pool.terminate(worker.task)
-        self.loop.call_later(self.pool.terminate_grace + 1.0, self.pool.kill_all)
-
-    def _check_stopped(self) -> None:
-        if not self.stopping or self.pool.workers:
-            return
-        # Outcomes still queued for clients go out first, within a bound:
-        # a client that does not read cannot keep the server alive.
-        if self.loop.has_output:
-            if self._linger_deadline is None:
-                self._linger_deadline = time.monotonic() + STOP_LINGER
-                self.loop.call_later(STOP_LINGER, self._check_stopped)
-            if time.monotonic() < self._linger_deadline:
-                return
-        self._stopped = True
-
     def _close(self) -> None:
+        output_sent = not self.loop.has_output
         self.pool.kill_all()
         for connection in list(self.connections.values()):
             self._drop(connection, None)
@@ -238,6 +200,8 @@ class TaskServer(Requests):
             self.listener.close()
             self._remove_socket()
         self.loop.close()
+        if self.recorder is not None:
+            self.recorder.close(output_sent)
         logger.info('coldoc task server (pid %d) stopped', os.getpid())
 
     # -- client connections -------------------------------------------------------------

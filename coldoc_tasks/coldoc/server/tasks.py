@@ -17,6 +17,7 @@ from __future__ import annotations
 import array
 import collections
 import time
+from collections.abc import Callable
 from typing import Any
 
 QUEUED = 'queued'
@@ -43,7 +44,7 @@ class Task:
 
     __slots__ = ('task_id', 'queue', 'cmd_name', 'call', 'state', 'submitted', 'started', 'finished',
                  'worker_pid', 'outcome', 'lost_message', 'waiters', 'owner_pid', 'terminating', 'subscriber',
-                 'shared', 'progress')
+                 'shared', 'progress', 'retries')
 
     def __init__(self, task_id: str, queue: str, cmd_name: str, call: bytes, owner_pid: int | None):
         self.task_id = task_id
@@ -68,6 +69,8 @@ class Task:
         self.shared = False
         # the latest progress report, (done, total, message, metadata), if any
         self.progress: tuple | None = None
+        # how many more times it runs again if its worker is lost (retry_on_loss)
+        self.retries = 0
 
     def describe(self, now: float) -> dict[str, Any]:
         """The task as ``status`` shows it."""
@@ -99,6 +102,8 @@ class TaskTable:
         # what became of the tasks no longer in ``tasks``
         self.forgotten = RememberedIds(REMEMBERED_IDS)
         self._peak = 0  # the most tasks held since the last compaction
+        #: called with the id of each task dropped (collected or expired): the journal records it
+        self.on_drop: Callable[[str], None] | None = None
 
     def add(self, task: Task) -> None:
         tasks = self.tasks
@@ -107,17 +112,20 @@ class TaskTable:
         if len(tasks) > self._peak:
             self._peak = len(tasks)
 
-    def finish(self, task: Task, state: str, outcome: bytes | None = None, lost_message: str | None = None) -> None:
-        """Move ``task`` to a final state."""
+    def finish(self, task: Task, state: str, outcome: bytes | None = None, lost_message: str | None = None,
+               finished: float | None = None) -> None:
+        """Move ``task`` to a final state (``finished``: when, if not now: a
+        result read back from the journal keeps its retention)."""
         task.state = state
         task.outcome = outcome
         task.lost_message = lost_message
         task.call = None
-        task.finished = time.time()
+        now = time.time()
+        task.finished = now if finished is None else finished
         self.counters[state] += 1
         if self.history is not None:
             self.history.record(task)
-        self._expiry.append((time.monotonic() + self.retention, task.task_id))
+        self._expiry.append((time.monotonic() + self.retention - (now - task.finished), task.task_id))
 
     def collect(self, task: Task, by_pid: int | None) -> None:
         """Forget ``task``: its outcome was delivered."""
@@ -152,6 +160,8 @@ class TaskTable:
     def _drop(self, task: Task, why: int) -> None:
         self.tasks.pop(task.task_id, None)
         self.forgotten.add(task.task_id, why)
+        if self.on_drop is not None:
+            self.on_drop(task.task_id)
 
     def why_unknown(self, task_id: str) -> str:
         why = self.forgotten.get(task_id)

@@ -32,15 +32,15 @@ from ...exceptions import ColdocTasksProtocolError
 from ...forking import describe_wait_status, signal_group
 from ..messages import Done, Exit, ProgressReport, Run, decode
 from ..protocol import DEFAULT_MAX_BODY
-from ..queues import ANY_QUEUE, DEFAULT_QUEUE, QueueConfig, undeclared_queue_message
+from ..queues import DEFAULT_QUEUE, QueueConfig
 from .loop import EventLoop
-from .slots import Queue, fork_worker
+from .slots import Queue, QueueRouting, fork_worker
 from .tasks import CANCELLED, DONE, FAILED, LOST, QUEUED, RUNNING, TERMINATED, Task, TaskTable
 from .worker_state import Worker
 
 logger = logging.getLogger(__name__)
 
-class WorkerPool:
+class WorkerPool(QueueRouting):
     """Every queue and worker of the server.
 
     ``loop``: the server's :class:`~.loop.EventLoop`, which watches the
@@ -62,7 +62,7 @@ class WorkerPool:
         self.max_message_size = max_message_size
         self.lent_worker_keepalive = lent_worker_keepalive
         self.max_worker_rss = max_worker_rss
-        self.counters = {'recycled_for_memory': 0}
+        self.counters = {'recycled_for_memory': 0, 'retried_on_loss': 0}
         self.on_progress = on_progress
         self.table = table
         self.loop = loop
@@ -78,31 +78,6 @@ class WorkerPool:
         self.draining = False
 
     # -- tasks ----------------------------------------------------------------
-
-    def declared(self) -> list[str]:
-        """The names of the queues this server runs (``*`` among them if it
-        accepts any other name)."""
-        return list(self.queues)
-
-    def why_refused(self, name: str) -> str | None:
-        """Why a task on the queue ``name`` cannot be accepted, or None if it can.
-
-        The rule: a task runs on the queue its name declares; a name nobody
-        declared is refused (a typo must not go unnoticed, nor get a
-        concurrency of its own), unless the ``*`` queue is declared: then it
-        runs there, and every such name shares that queue's limit.
-        """
-        if name in self.queues or ANY_QUEUE in self.queues:
-            return None
-        return undeclared_queue_message(name, self.declared())
-
-    def queue_for(self, name: str | None) -> Queue:
-        """The queue that runs tasks on ``name`` (see :meth:`why_refused`)."""
-        name = name or DEFAULT_QUEUE
-        queue = self.queues.get(name) or self.queues.get(ANY_QUEUE)
-        if queue is None:
-            raise KeyError(undeclared_queue_message(name, self.declared()))
-        return queue
 
     def submit(self, task: Task) -> None:
         queue = self.queue_for(task.queue)
@@ -131,7 +106,10 @@ class WorkerPool:
             task.started = time.time()
             task.worker_pid = worker.pid
             queue.running += 1
-            call, task.call = task.call, None
+            call = task.call
+            task.call = call if task.retries else None  # kept for a retry
+            if self.on_start is not None:
+                self.on_start(task)
             worker.channel.send(Run(task.task_id).encode(call))
             self.loop.want_write(worker.channel)
             logger.debug('task %s (%s) started in worker %d', task.task_id, task.cmd_name, worker.pid)
@@ -174,16 +152,6 @@ class WorkerPool:
             logger.info('worker %d outlived the grace of %g s: SIGKILL', worker.pid, self.terminate_grace)
             signal_group(worker.pid, signal.SIGKILL)
 
-    def lend(self, queue_name: str) -> Queue:
-        """A worker of ``queue_name`` blocks waiting: lend its slot."""
-        queue = self.queue_for(queue_name)
-        queue.borrowed += 1
-        self.dispatch(queue)
-        return queue
-
-    def give_back(self, queue: Queue) -> None:
-        queue.borrowed -= 1
-
     def _plan_trim(self, queue: Queue) -> None:
         if queue.surplus > 0 and not queue.trim_planned:
             queue.trim_planned = True
@@ -194,10 +162,6 @@ class WorkerPool:
         for worker in queue.take_stale_surplus(self.lent_worker_keepalive):
             self._retire(worker)
         self._plan_trim(queue)
-
-    @property
-    def running_tasks(self) -> int:
-        return sum(queue.running for queue in self.queues.values())
 
     # -- worker processes ---------------------------------------------------------
 
@@ -312,6 +276,8 @@ class WorkerPool:
             state, message = LOST, f'task {task.task_id}: its worker process {worker.pid} was killed: {worker.fault}'
         else:
             state, message = LOST, f'task {task.task_id}: its worker process {worker.pid} {how} during the task'
+        if state == LOST and self.requeue_lost(task, message):
+            return
         self.table.finish(task, state, lost_message=message)
         logger.warning('%s (%s)', message, task.cmd_name)
         self.on_final(task)
@@ -329,11 +295,6 @@ class WorkerPool:
         for worker in self.workers.values():
             signal_group(worker.pid, signal.SIGKILL)
 
-    def queued_tasks(self):
-        for queue in self.queues.values():
-            for task in queue.pending:
-                if task.state == QUEUED:
-                    yield task
 
 
 def _over_memory(limit: int | None, worker: Worker, task: Task, rss: int | None) -> bool:
