@@ -269,3 +269,13 @@ def hold_memory(megabytes):
     (a module-level list) and return the process id."""
     HELD_MEMORY.append(bytearray(b'\1' * (megabytes * 2**20)))
     return os.getpid()
+
+
+def record_time(path):
+    """Write the time this task started at (``time.time()``) to ``path``, and return it."""
+    import time
+
+    started = time.time()
+    with open(path, 'w', encoding='utf-8') as stream:
+        stream.write(repr(started))
+    return started

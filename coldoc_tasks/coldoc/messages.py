@@ -10,7 +10,12 @@ type of each; a message that fails is a :class:`ColdocTasksProtocolError`.
 ============================  ==========  =================================================
 message                       direction   meaning
 ============================  ==========  =================================================
-Submit + call                 C -> S      run a task; ``subscribe``: push me its outcome
+Submit + call [+ record]      C -> S      run a task; ``subscribe``: push me its outcome;
+                                          ``priority`` orders its queue; ``run_after``: hold
+                                          it until then; the last ``record_size`` bytes of
+                                          the body are kept with the task for ``Describe``
+Describe                      C -> S      ``Ok`` with the task's facts, and its record and
+                                          outcome as the body; collects nothing
 Share                         C -> S      keep the outcome for a copy of the fork object
 Wait                          C -> S      reply with the outcome when there is one
 Unwait                        C -> S      forget that wait (it timed out); no reply
@@ -46,7 +51,7 @@ from typing import Any, ClassVar
 from ..exceptions import ColdocTasksException, ColdocTasksProtocolError
 from .protocol import ERRORS, Body, decode_header, encode_message
 
-__all__ = ['Message', 'Submit', 'Share', 'Wait', 'Unwait', 'Terminate', 'Ping', 'Status', 'Shutdown', 'Ok',
+__all__ = ['Message', 'Submit', 'Describe', 'Share', 'Wait', 'Unwait', 'Terminate', 'Ping', 'Status', 'Shutdown', 'Ok',
            'Result', 'Lost', 'Pushed', 'PushedLost', 'PushedProgress', 'Error', 'Dropped', 'Run', 'Exit', 'Done',
            'ProgressReport', 'REQUESTS', 'decode']
 
@@ -81,6 +86,18 @@ class Submit(Message):
     queue: str
     cmd_name: str
     subscribe: bool
+    #: -100 to 100: higher runs first within the queue
+    priority: int
+    #: seconds since the epoch before which the task does not start (None: at once)
+    run_after: float | None
+    #: the bytes at the end of the body that are a record kept with the task, not the call
+    record_size: int
+
+
+@_message('describe')
+class Describe(Message):
+    rid: int
+    task_id: str
 
 
 @_message('share')
@@ -218,7 +235,7 @@ class ProgressReport(Message):
 
 
 #: The requests a client sends (the server reads nothing else from a client).
-REQUESTS: tuple[type[Message], ...] = (Submit, Share, Wait, Unwait, Terminate, Ping, Status, Shutdown)
+REQUESTS: tuple[type[Message], ...] = (Submit, Describe, Share, Wait, Unwait, Terminate, Ping, Status, Shutdown)
 
 
 def _checker(hint: Any) -> Callable[[Any], bool]:

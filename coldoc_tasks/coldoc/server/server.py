@@ -43,6 +43,7 @@ from ..protocol import (
 from ..queues import QueueConfig
 from ..safefiles import UnsafePathError, clear_socket_path
 from .channel import Channel
+from .deferred import DeferredTasks
 from .loop import EventLoop, Timer
 from .memory import resident_bytes, trim_heap
 from .requests import Requests
@@ -108,6 +109,7 @@ class TaskServer(Requests):
         self.pool = WorkerPool(queues or [], self.table, self.loop, self._on_final, terminate_grace,
                                on_progress=self._on_progress, max_message_size=max_message_size,
                                max_worker_rss=max_memory_per_worker * 2**20 if max_memory_per_worker else None)
+        self.deferred = DeferredTasks(self.loop, self.table, self.pool.submit, self._on_final)
         self.connections: dict[int, Connection] = {}
         self.listener: socket.socket | None = None
         self._socket_inode = -1
@@ -199,6 +201,8 @@ class TaskServer(Requests):
             self.listener.close()
             self.listener = None
             self._remove_socket()
+        for task in list(self.deferred.tasks()):
+            self.deferred.cancel(task, 'the server stopped')
         for task in list(self.pool.queued_tasks()):
             self.pool.cancel(task, 'the server stopped')
         self.pool.drain()
