@@ -17,10 +17,12 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
 
 import pytest
 
 from tests.fixtures_django import ROOT, SITE_DIR, Site
+from tests.helpers_coldoc import wait_until
 
 django = pytest.importorskip('django')
 if django.VERSION < (6,):
@@ -34,8 +36,14 @@ APPS = ['django.contrib.contenttypes', 'django.contrib.staticfiles', 'coldoc_tas
 
 
 def configure(site: Site, **settings) -> None:
+    settings.setdefault('TASKS', {'default': {'BACKEND': BACKEND, 'QUEUES': ['default', 'solo']}})
     site.configure(INSTALLED_APPS=APPS, COLDOC_TASKS_AUTOSTART=None, COLDOC_TASKS_QUEUES=['default:2', 'solo:1'],
-                   TASKS={'default': {'BACKEND': BACKEND, 'QUEUES': ['default', 'solo']}}, **settings)
+                   ROOT_URLCONF='tests.django_tasks_urls', **settings)
+
+
+def python_path(site: Site) -> str:
+    """The site, its settings and the tests."""
+    return os.pathsep.join([str(SITE_DIR), site.directory, str(ROOT)])
 
 
 @pytest.fixture(scope='module')
@@ -53,7 +61,7 @@ def site():
 
 def scenario(site: Site, name: str, *args: str, timeout: float = 120.0) -> dict:
     """Run a scenario of the driver in a new process of the site; return what it saw."""
-    env = site.environment(PYTHONPATH=os.pathsep.join([str(SITE_DIR), site.directory, str(ROOT)]))
+    env = site.environment(PYTHONPATH=python_path(site))
     done = subprocess.run([sys.executable, '-m', 'tests.django_tasks_driver', name, *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f'scenario {name} failed:\n{done.stdout}\n{done.stderr}'
@@ -173,3 +181,37 @@ def test_terminate_cancels_a_waiting_task_and_stops_a_running_one(site):
 def test_progress_reports_are_read_by_result_id(site):
     found = scenario(site, 'progress')
     assert found == {'status': 'SUCCESSFUL', 'progress': [50, 50, 'counting', {'stage': 'count'}]}
+
+
+def test_a_view_enqueues_and_a_later_request_reads_the_result(site):
+    site.gunicorn(workers=2, PYTHONPATH=python_path(site))
+    enqueued = site.get_json('/enqueue/?a=40&b=2')
+    assert enqueued['status'] == 'READY'
+    answers = []
+
+    def finished() -> bool:
+        answers.append(site.get_json(f'/result/{enqueued["id"]}/'))
+        return answers[-1]['status'] == 'SUCCESSFUL'
+
+    wait_until(finished, timeout=60, what='the result reads SUCCESSFUL over HTTP', explain=lambda: answers[-1:])
+    assert answers[-1]['value'] == 42
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        site.get_json(f'/result/{"0" * 32}/')
+    assert raised.value.code == 404
+
+
+def test_manage_check_reports_bad_options_and_queues_the_server_lacks(django_site):
+    configure(django_site, TASKS={
+        'default': {'BACKEND': BACKEND, 'QUEUES': ['default', 'solo']},
+        'misspelt': {'BACKEND': BACKEND, 'OPTIONS': {'SERVR': 'coldoc'}},
+        'elsewhere': {'BACKEND': BACKEND, 'OPTIONS': {'SERVER': 'rq'}},
+        'ghosts': {'BACKEND': BACKEND, 'QUEUES': ['default', 'solo', 'ghost']},
+    })
+    checked = django_site.manage('check', check=False, PYTHONPATH=python_path(django_site))
+    output = checked.stdout + checked.stderr
+    assert checked.returncode != 0, output
+    assert "coldoc_tasks.E101) TASKS['misspelt']: OPTIONS has an unknown key 'SERVR'" in output
+    assert "coldoc_tasks.E101) TASKS['elsewhere']: OPTIONS[\"SERVER\"] is 'rq'" in output
+    assert "coldoc_tasks.E102) TASKS['ghosts'][\"QUEUES\"] lists 'ghost', which the coldoc server does not run" \
+        in output
+    assert "TASKS['default']" not in output
