@@ -1,8 +1,9 @@
 """Scenarios of the Django Tasks backend, each run in a process of the
 test's site (``python -m tests.django_tasks_driver SCENARIO [ARG...]``,
 with the site's settings): it sets Django up, runs the scenario against the
-site's real coldoc server and prints what it saw as one JSON line, which the
-test checks.  Every wait here is bounded."""
+site's real coldoc server (or Celery worker) and prints what it saw as one
+JSON line, which the test checks.  ``$TASKS_BACKEND`` names the backend
+alias the tasks use (default: ``default``).  Every wait here is bounded."""
 
 from __future__ import annotations
 
@@ -11,6 +12,23 @@ import json
 import os
 import sys
 import time
+
+
+def alias() -> str:
+    return os.environ.get('TASKS_BACKEND', 'default')
+
+
+def use(task):
+    """``task`` on the backend of this run."""
+    return task.using(backend=alias())
+
+
+def start_celery() -> dict:
+    """Start the site's Celery worker (its settings' celeryconfig), Django set up in it."""
+    from coldoc_tasks.django.autostart import autostart_celery
+    from coldoc_tasks.django.settings import read_settings
+
+    return {'pid': autostart_celery(read_settings())}
 
 
 def wait_finished(result, timeout: float = 60.0, statuses=('SUCCESSFUL', 'FAILED')) -> list[str]:
@@ -55,13 +73,13 @@ def enqueue_and_follow() -> dict:
     task_enqueued.connect(lambda sender, task_result, **kw: enqueued.append((sender.__name__, task_result.id)),
                           weak=False)
     started = time.monotonic()
-    result = jobs.echo.enqueue(1, (2, 3), key=b'bytes')
+    result = use(jobs.echo).enqueue(1, (2, 3), key=b'bytes')
     enqueue_seconds = time.monotonic() - started
     first = {'status': str(result.status), 'times': _times(result), 'worker_ids': list(result.worker_ids),
              'is_finished': result.is_finished}
     not_ready = _return_value_error(result)
     seen = wait_finished(result)
-    again = jobs.echo.get_result(result.id)
+    again = use(jobs.echo).get_result(result.id)
     return {'first': first, 'not_ready': not_ready, 'enqueue_seconds': enqueue_seconds, 'seen': seen,
             'status': str(result.status), 'value': result.return_value, 'args': result.args,
             'kwargs': result.kwargs, 'times': _times(result), 'worker_ids': result.worker_ids,
@@ -73,9 +91,9 @@ def errors() -> dict:
     from tests import django_tasks_jobs as jobs
 
     found = {}
-    for name, result in [('custom', jobs.fail.enqueue('it went wrong')),
-                         ('builtin', jobs.fail_builtin.enqueue('bad value')),
-                         ('unserialisable', jobs.return_unserialisable.enqueue())]:
+    for name, result in [('custom', use(jobs.fail).enqueue('it went wrong')),
+                         ('builtin', use(jobs.fail_builtin).enqueue('bad value')),
+                         ('unserialisable', use(jobs.return_unserialisable).enqueue())]:
         wait_finished(result)
         message = _return_value_error(result)
         found[name] = {'status': str(result.status), 'errors': _errors(result), 'return_value_error': message,
@@ -86,8 +104,8 @@ def errors() -> dict:
 def async_and_context() -> dict:
     from tests import django_tasks_jobs as jobs
 
-    doubled = jobs.async_double.enqueue(21)
-    context = jobs.with_context.enqueue('label')
+    doubled = use(jobs.async_double).enqueue(21)
+    context = use(jobs.with_context).enqueue('label')
     wait_finished(doubled)
     wait_finished(context)
     return {'async': [str(doubled.status), doubled.return_value, _errors(doubled)],
@@ -109,24 +127,25 @@ def validation() -> dict:
         except (InvalidTask, TypeError, ValueError) as exc:
             refused[name] = f'{type(exc).__name__}: {exc}'
 
-    attempt('priority', lambda: jobs.add.using(priority=101))
-    attempt('naive_run_after', lambda: jobs.add.using(run_after=datetime.datetime.now()))
+    attempt('priority', lambda: use(jobs.add).using(priority=101))
+    attempt('priority_5', lambda: use(jobs.add).using(priority=5))
+    attempt('naive_run_after', lambda: use(jobs.add).using(run_after=datetime.datetime.now()))
     attempt('queue', lambda: jobs.add.using(queue_name='nowhere'))
     attempt('not_module_level', lambda: task(lambda: None))
     attempt('context_argument', lambda: task(takes_context=True)(jobs.not_a_task))
-    attempt('json_args', lambda: jobs.add.enqueue(object(), 1))
+    attempt('json_args', lambda: use(jobs.add).enqueue(object(), 1))
     found = {'refused': refused}
     try:
-        jobs.add.get_result('0' * 32)
+        use(jobs.add).get_result('0' * 32)
     except TaskResultDoesNotExist as exc:
         found['unknown'] = f'{type(exc).__name__}: {exc}'
-    result = jobs.add.enqueue(1, 2)
+    result = use(jobs.add).enqueue(1, 2)
     wait_finished(result)
     try:
-        jobs.echo.get_result(result.id)
+        use(jobs.echo).get_result(result.id)
     except TaskResultMismatch as exc:
         found['mismatch'] = type(exc).__name__
-    found['aware_defer_ok'] = str(jobs.add.using(run_after=timezone.now()).enqueue(1, 1).status)
+    found['aware_defer_ok'] = str(use(jobs.add).using(run_after=timezone.now()).enqueue(1, 1).status)
     return found
 
 
@@ -136,7 +155,7 @@ def defer(seconds: str) -> dict:
     from tests import django_tasks_jobs as jobs
 
     run_after = timezone.now() + datetime.timedelta(seconds=float(seconds))
-    result = jobs.started_at.using(run_after=run_after).enqueue()
+    result = use(jobs.started_at).using(run_after=run_after).enqueue()
     status_after_enqueue = str(result.status)
     wait_finished(result)
     return {'run_after': run_after.timestamp(), 'started': result.return_value, 'status': str(result.status),
@@ -162,7 +181,7 @@ def priority(gate: str) -> dict:
 def enqueue_only() -> dict:
     from tests import django_tasks_jobs as jobs
 
-    result = jobs.add.enqueue(20, 22)
+    result = use(jobs.add).enqueue(20, 22)
     wait_finished(result)
     return {'id': result.id, 'pid': os.getpid()}
 
@@ -170,7 +189,7 @@ def enqueue_only() -> dict:
 def read_result(result_id: str) -> dict:
     from coldoc_tasks.django.tasks.api import task_backends
 
-    reads = [task_backends['default'].get_result(result_id) for _ in range(3)]
+    reads = [task_backends[alias()].get_result(result_id) for _ in range(3)]
     return {'statuses': [str(r.status) for r in reads], 'values': [r.return_value for r in reads],
             'args': reads[0].args, 'task': reads[0].task.module_path, 'pid': os.getpid()}
 
@@ -181,10 +200,10 @@ def terminate(gate: str) -> dict:
     from coldoc_tasks.django.tasks.api import task_backends
     from tests import django_tasks_jobs as jobs
 
-    backend = task_backends['default']
-    deferred = jobs.add.using(run_after=timezone.now() + datetime.timedelta(hours=1)).enqueue(1, 2)
+    backend = task_backends[alias()]
+    deferred = use(jobs.add).using(run_after=timezone.now() + datetime.timedelta(hours=1)).enqueue(1, 2)
     cancelled = backend.terminate(deferred.id)
-    running = jobs.wait_for_gate.enqueue(gate)
+    running = jobs.wait_for_gate.using(queue_name='default', backend=alias()).enqueue(gate)
     wait_finished(running, statuses=('RUNNING',))
     backend.terminate(running.id)
     wait_finished(running)
@@ -196,9 +215,9 @@ def progress() -> dict:
     from coldoc_tasks.django.tasks.api import task_backends
     from tests import django_tasks_jobs as jobs
 
-    result = jobs.report_progress.enqueue(50)
+    result = use(jobs.report_progress).enqueue(50)
     wait_finished(result)
-    report = task_backends['default'].get_progress(result.id)
+    report = task_backends[alias()].get_progress(result.id)
     return {'status': str(result.status), 'progress': None if report is None else list(report)}
 
 

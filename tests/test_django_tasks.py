@@ -59,9 +59,10 @@ def site():
         site.close()
 
 
-def scenario(site: Site, name: str, *args: str, timeout: float = 120.0) -> dict:
-    """Run a scenario of the driver in a new process of the site; return what it saw."""
-    env = site.environment(PYTHONPATH=python_path(site))
+def scenario(site: Site, name: str, *args: str, timeout: float = 120.0, backend: str = 'default') -> dict:
+    """Run a scenario of the driver in a new process of the site, its tasks
+    on the ``backend`` alias; return what it saw."""
+    env = site.environment(PYTHONPATH=python_path(site), TASKS_BACKEND=backend)
     done = subprocess.run([sys.executable, '-m', 'tests.django_tasks_driver', name, *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f'scenario {name} failed:\n{done.stdout}\n{done.stderr}'
@@ -132,6 +133,7 @@ def test_misuse_is_refused_with_django_s_errors(site):
     found = scenario(site, 'validation')
     refused = found['refused']
     assert refused['priority'].startswith('InvalidTask') and 'between -100 and 100' in refused['priority']
+    assert 'priority_5' not in refused
     assert refused['naive_run_after'].endswith('run_after must be an aware datetime.')
     assert "Queue 'nowhere' is not valid for backend." in refused['queue']
     assert 'module level' in refused['not_module_level']

@@ -47,8 +47,9 @@ __all__ = ['ColdocTasksBackend', 'OPTION_NAMES']
 logger = logging.getLogger(__name__)
 
 #: What ``OPTIONS`` may set: ``SERVER`` (``coldoc`` or ``celery``), ``INFOFILE``
-#: (the coldoc server's; default ``COLDOC_TASKS_INFOFILE``).
-OPTION_NAMES = ('SERVER', 'INFOFILE')
+#: (the coldoc server's; default ``COLDOC_TASKS_INFOFILE``), ``CELERYCONFIG``
+#: (Celery's; default ``COLDOC_TASKS_CELERYCONFIG``).
+OPTION_NAMES = ('SERVER', 'INFOFILE', 'CELERYCONFIG')
 
 
 def _option_problems(options: Any) -> list[str]:
@@ -59,9 +60,10 @@ def _option_problems(options: Any) -> list[str]:
     server = options.get('SERVER', 'coldoc')
     if server not in ROUTES:
         problems.append(f'OPTIONS["SERVER"] is {server!r}: it must be one of {", ".join(map(repr, ROUTES))}')
-    infofile = options.get('INFOFILE')
-    if infofile is not None and not isinstance(infofile, str):
-        problems.append(f'OPTIONS["INFOFILE"] must be a str path, not {type(infofile).__name__}')
+    for name in ('INFOFILE', 'CELERYCONFIG'):
+        path = options.get(name)
+        if path is not None and not isinstance(path, str):
+            problems.append(f'OPTIONS["{name}"] must be a str path, not {type(path).__name__}')
     return problems
 
 

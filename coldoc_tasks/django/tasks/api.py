@@ -51,7 +51,17 @@ except ImportError:
 
     FRAMEWORK = 'django_tasks'
 
+
+def register_checks() -> None:
+    """Have ``manage.py check`` run the checks of the task backends.
+    Django registers them when its task framework is first imported, which a
+    site may do only after the checks have started (in its URLconf, say):
+    this module imports ``django.tasks``; the backport's checks are imported
+    here."""
+    if FRAMEWORK == 'django_tasks':
+        import django_tasks.checks  # noqa: F401
+
 __all__ = ['FRAMEWORK', 'DEFAULT_TASK_QUEUE_NAME', 'BaseTaskBackend', 'Task', 'TaskContext', 'TaskError',
            'TaskResult', 'TaskResultStatus', 'InvalidTask', 'TaskResultDoesNotExist', 'TaskResultMismatch',
            'task', 'TASK_MIN_PRIORITY', 'TASK_MAX_PRIORITY', 'task_backends', 'task_enqueued', 'task_started',
-           'task_finished', 'normalize_json']
+           'task_finished', 'normalize_json', 'register_checks']

@@ -65,10 +65,16 @@ class ColdocRoute:
         terminate(self.infofile, result_id)
 
 
-ROUTES = {'coldoc': ColdocRoute}
+def _celery_route(options: dict[str, Any]) -> Any:
+    from .celery_route import CeleryRoute  # Celery is optional
+
+    return CeleryRoute(options)
 
 
-def make_route(options: dict[str, Any]) -> ColdocRoute:
+ROUTES = {'coldoc': ColdocRoute, 'celery': _celery_route}
+
+
+def make_route(options: dict[str, Any]) -> Any:
     """The route ``OPTIONS["SERVER"]`` names (``coldoc`` by default)."""
     return ROUTES[options.get('SERVER', 'coldoc')](options)
 
