@@ -44,6 +44,8 @@ def format_status(info: dict) -> str:
             lines.append(f'{"":<32} progress: {format_progress(t["progress"])}')
     if info['tasks_queued'] > sum(1 for t in info['tasks'] if t['state'] == 'queued'):
         lines.append(f'... {info["tasks_queued"]} queued in all')
+    if info.get('tasks_deferred'):
+        lines.append(f'{info["tasks_deferred"]} deferred (held until their run_after time)')
     counters = info['counters']
     lines += ['', 'counters: ' + ', '.join(f'{name} {counters[name]}' for name in sorted(counters)),
               f'results held: {info["results_held"]}']

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...coldoc.records import TaskFacts, describe, submit_kept, terminate
-from ...exceptions import ColdocTasksConnectionError
+from ...exceptions import ColdocTasksConnectionError, InfofileError
 from ..settings import read_settings
 from .results import encode_spec
 from .runner import run_task
@@ -50,7 +50,7 @@ class ColdocRoute:
             submit_kept(self.infofile, run_task, (spec,), queue=spec['queue_name'], priority=spec['priority'],
                         run_after=spec['run_after'], record=encode_spec(spec), task_id=spec['id'],
                         name=spec['task'])
-        except (ColdocTasksConnectionError, FileNotFoundError) as exc:
+        except (ColdocTasksConnectionError, InfofileError) as exc:
             raise ColdocTasksConnectionError(
                 f'the coldoc task server of this site ({self.infofile}) cannot take the task {spec["task"]}: {exc}; '
                 f'start it (manage.py coldoc_tasks daemon) or let the site autostart it '
