@@ -43,7 +43,7 @@ bench-quick: venv
 # missing is skipped with a message (and fails the run under CI=true).
 .PHONY: test-pythons test-python test-django6
 test-pythons:
-	$(MAKE) test-python PY=3.10 DJANGO='django>=5.2,<6'
+	$(MAKE) test-python PY=3.10 DJANGO='django>=5.2,<6' DJANGO_TASKS='django-tasks>=0.12'
 	$(MAKE) test-python PY=3.13 DJANGO='django>=6,<7'
 
 test-django6:
@@ -51,6 +51,8 @@ test-django6:
 
 PY ?= 3.12
 DJANGO ?= django>=5.2,<6
+# the backport of django.tasks, for Django 5.2 only (Django 6 has django.tasks)
+DJANGO_TASKS ?=
 TESTS ?=
 VENV_PY = .venv-py$(PY)
 test-python:
@@ -67,8 +69,8 @@ test-python:
 	  echo "test-python: making $(VENV_PY) with $$py"; \
 	  rm -rf $(VENV_PY) && "$$py" -m venv $(VENV_PY) && \
 	  $(VENV_PY)/bin/python -m pip install --quiet --upgrade pip && \
-	  $(VENV_PY)/bin/python -m pip install --quiet -e . '$(DJANGO)' gunicorn 'celery[redis]>=5.3' \
-	    'pytest>=8' 'pytest-timeout>=2.3' 'selenium>=4.11' 'prometheus-client>=0.17' && \
+	  $(VENV_PY)/bin/python -m pip install --quiet -e . '$(DJANGO)' $(if $(DJANGO_TASKS),'$(DJANGO_TASKS)') gunicorn \
+	    'celery[redis]>=5.3' 'pytest>=8' 'pytest-timeout>=2.3' 'selenium>=4.11' 'prometheus-client>=0.17' && \
 	  touch $(VENV_PY)/.installed || exit 1; \
 	fi; \
 	$(VENV_PY)/bin/python -c 'import sys, django; print("test-python: Python", sys.version.split()[0], "with Django", django.__version__)'; \

@@ -28,6 +28,7 @@ class ColdocTasksConfig(AppConfig):
 
     def ready(self) -> None:
         register_checks()
+        _register_task_backend_checks()
         try:
             conf = read_settings()
         except ColdocTasksSettingsError as exc:
@@ -35,6 +36,24 @@ class ColdocTasksConfig(AppConfig):
             return
         if conf.autostart:
             autostart(conf)
+
+
+def _register_task_backend_checks() -> None:
+    """If ``TASKS`` uses the backend of this package, make sure Django's
+    checks of task backends run (see :func:`coldoc_tasks.django.tasks.api.register_checks`)."""
+    from django.conf import settings
+
+    tasks = getattr(settings, 'TASKS', None)
+    if not isinstance(tasks, dict) or not any(
+            isinstance(conf, dict) and str(conf.get('BACKEND', '')).startswith('coldoc_tasks.')
+            for conf in tasks.values()):
+        return
+    try:
+        from .django.tasks.api import register_checks as register_task_checks
+    except ImportError as exc:
+        logger.error('TASKS uses coldoc_tasks, but %s', exc)
+        return
+    register_task_checks()
 
 
 class ColDocTasksAppConfig(ColdocTasksConfig):

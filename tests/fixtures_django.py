@@ -194,11 +194,12 @@ class Site:
         self.wait_up(process)
         return process
 
-    def gunicorn(self, workers: int = 4, app: str = 'mysite.wsgi:application') -> subprocess.Popen:
-        """gunicorn with ``workers`` worker processes, each loading ``app``."""
+    def gunicorn(self, workers: int = 4, app: str = 'mysite.wsgi:application', **env: str) -> subprocess.Popen:
+        """gunicorn with ``workers`` worker processes, each loading ``app``
+        (``env``: more environment variables)."""
         self.port = free_port()
         process = self._spawn('gunicorn', [sys.executable, '-m', 'gunicorn', '--workers', str(workers),
-                                           '--bind', f'127.0.0.1:{self.port}', '--timeout', '120', app])
+                                           '--bind', f'127.0.0.1:{self.port}', '--timeout', '120', app], **env)
         self.wait_up(process)
         return process
 

@@ -312,3 +312,13 @@ def record_run_block_first(directory, name, value=None):
     while first:
         time.sleep(0.05)
     return value
+
+
+def record_time(path):
+    """Write the time this task started at (``time.time()``) to ``path``, and return it."""
+    import time
+
+    started = time.time()
+    with open(path, 'w', encoding='utf-8') as stream:
+        stream.write(repr(started))
+    return started

@@ -145,7 +145,7 @@ def test_the_server_never_unpickles_a_message(coldoc_server, tmp_path):
 def _submit_raw(sock: socket.socket, body: bytes) -> object:
     """Submit a call made by hand; return what the worker made of it."""
     task_id = new_task_id()
-    sock.sendall(b''.join(Submit(task_id, 'default', 'hand-made call', True, 0).encode(body)))
+    sock.sendall(b''.join(Submit(task_id, 'default', 'hand-made call', True, 0, 0, None, 0).encode(body)))
     reply = _read_frame(sock, FrameReader())
     assert reply is not None
     message, outcome = reply

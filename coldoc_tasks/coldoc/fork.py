@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copyreg
+import datetime
 import functools
 import logging
 import os
@@ -42,8 +43,9 @@ from .infofile import InfofileError, PathLike, read_infofile
 from .messages import Lost, Message, Ping, PushedLost, Share, Submit, Terminate, Wait
 from .queues import ANY_QUEUE, DEFAULT_QUEUE, undeclared_queue_message
 from .reconnect import Reconnecting
+from .schedule import DEFAULT_PRIORITY, check_priority, run_after_timestamp
 
-__all__ = ['ColdocFork', 'fork_class', 'bind_fork_class', 'get_fork_class', 'server_address']
+__all__ = ['ColdocFork', 'fork_class', 'connect', 'check_call', 'bind_fork_class', 'get_fork_class', 'server_address']
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,35 @@ def server_address(infofile: PathLike | None, address: str | None, authkey: byte
     return info['socket'], info['authkey']
 
 
+def connect(infofile: str | None, address: str | None = None, authkey: bytes | str | None = None
+            ) -> ServerConnection:
+    """This process's connection to the server of ``infofile`` (or at
+    ``address``, with ``authkey``).  The infofile is read once per process,
+    not per task; it is read again only when its server cannot be reached
+    (it may have restarted)."""
+    if infofile is None:
+        return get_connection(*server_address(None, address, authkey))
+    known = _infofile_addresses.get(infofile)
+    if known is not None:
+        try:
+            return get_connection(*known)
+        except ColdocTasksConnectionError:
+            pass
+    known = _infofile_addresses[infofile] = server_address(infofile, None, None)
+    return get_connection(*known)
+
+
+def check_call(connection: ServerConnection, size: int, queue: str, cmd_name: str | None) -> None:
+    """Refuse, before sending it, a call of ``size`` bytes the server would
+    refuse: over its message size, or on a queue it does not run."""
+    if size > connection.max_message_size:
+        raise ColdocTasksMessageSizeError(
+            f'the call of {cmd_name} pickles to {size} bytes, over the limit of '
+            f'{connection.max_message_size} bytes of a message of the task server (its max_message_size)')
+    if connection.queues and queue not in connection.queues and ANY_QUEUE not in connection.queues:
+        raise ColdocTasksUsageError(undeclared_queue_message(queue, connection.queues))
+
+
 class ColdocFork(Reconnecting, ForkBase):
     """Run each task on a worker of a coldoc task server.
 
@@ -70,8 +101,12 @@ class ColdocFork(Reconnecting, ForkBase):
     server's ``infofile``, or its ``address`` (socket path) and ``authkey``
     (also by position, as 0.2 took them: ``fork_class(address, authkey)``).
     ``queue`` names the server queue (``None`` or ``True``: the default
-    queue).  A pickled fork object can ``wait`` from any process of the
-    machine; it carries the infofile path, or the address and the key.
+    queue).  ``priority`` (-100 to 100, default 0): a task of higher priority
+    starts first among those waiting on its queue.  ``run_after`` (seconds
+    since the epoch, or an aware ``datetime``): the server holds the task
+    until then; ``terminate`` cancels it meanwhile.  A pickled fork object can
+    ``wait`` from any process of the machine; it carries the infofile path,
+    or the address and the key.
     """
 
     fork_type = 'coldoc'
@@ -85,7 +120,8 @@ class ColdocFork(Reconnecting, ForkBase):
     _progress_box: ProgressBox | None = None
 
     def __init__(self, use_fork: bool = True, timeout: float | None = None, queue: str | bool | None = None, *,
-                 infofile: PathLike | None = None, address: str | None = None, authkey: bytes | str | None = None):
+                 infofile: PathLike | None = None, address: str | None = None, authkey: bytes | str | None = None,
+                 priority: int = DEFAULT_PRIORITY, run_after: float | datetime.datetime | None = None):
         if isinstance(use_fork, (str, bytes, os.PathLike)) and isinstance(timeout, (bytes, str)):
             # 0.2's order, fork_class(address, authkey): a path and a key are never a flag and a timeout
             if address is not None or authkey is not None:
@@ -96,6 +132,8 @@ class ColdocFork(Reconnecting, ForkBase):
         elif not isinstance(queue, str) or not queue:
             raise ColdocTasksUsageError(f'queue must be a queue name, None or True, not {queue!r}')
         super().__init__(use_fork=use_fork, timeout=timeout, queue=queue)
+        self.priority = check_priority(priority)
+        self.run_after = run_after_timestamp(run_after)
         if infofile is None and address is None:
             infofile = self.default_infofile
         self.infofile = None if infofile is None else os.fspath(infofile)
@@ -121,28 +159,12 @@ class ColdocFork(Reconnecting, ForkBase):
         super().run(cmd, *args, **kwargs)
 
     def _connection(self) -> ServerConnection:
-        if self.infofile is None:
-            return get_connection(*server_address(None, self._address, self._authkey))
-        # The infofile is read once per process, not per task; it is read
-        # again only when its server cannot be reached (it may have restarted).
-        address = _infofile_addresses.get(self.infofile)
-        if address is not None:
-            try:
-                return get_connection(*address)
-            except ColdocTasksConnectionError:
-                pass
-        address = _infofile_addresses[self.infofile] = server_address(self.infofile, None, None)
-        return get_connection(*address)
+        return connect(self.infofile, self._address, self._authkey)
 
     def _submit(self, cmd: Callable, args: tuple, kwargs: dict) -> str:
         call = dumps_call(cmd, args, kwargs)
         connection = self._connection()
-        if len(call) > connection.max_message_size:
-            raise ColdocTasksMessageSizeError(
-                f'the call of {self.cmd_name} pickles to {len(call)} bytes, over the limit of '
-                f'{connection.max_message_size} bytes of a message of the task server (its max_message_size)')
-        if connection.queues and self.queue not in connection.queues and ANY_QUEUE not in connection.queues:
-            raise ColdocTasksUsageError(undeclared_queue_message(self.queue, connection.queues))
+        check_call(connection, len(call), self.queue, self.cmd_name)
         task_id = new_task_id()
         waiter = context.CURRENT_TASK_ID
         # Inside a worker, wait() must tell the server it blocks (so that the
@@ -154,7 +176,8 @@ class ColdocFork(Reconnecting, ForkBase):
         if self._journal_id is not None and waiter is None:
             self._call = call
         try:
-            connection.send(Submit(task_id, self.queue, self.cmd_name, waiter is None, self._retry_on_loss), call)
+            connection.send(Submit(task_id, self.queue, self.cmd_name, waiter is None, self._retry_on_loss,
+                                   self.priority, self.run_after, 0), call)
         except BaseException:
             connection.push_slots.pop(task_id, None)
             self._push = None

@@ -10,13 +10,18 @@ type of each; a message that fails is a :class:`ColdocTasksProtocolError`.
 ============================  ==========  =================================================
 message                       direction   meaning
 ============================  ==========  =================================================
-Submit + call                 C -> S      run a task; ``subscribe``: push me its outcome;
+Submit + call [+ record]      C -> S      run a task; ``subscribe``: push me its outcome;
                                           ``retry_on_loss``: run it again (so many times at
-                                          most) if its worker is lost.  To a server with a
-                                          journal, a client sends the Submit of a task it
+                                          most) if its worker is lost; ``priority`` orders
+                                          its queue; ``run_after``: hold it until then; the
+                                          last ``record_size`` bytes of the body are kept
+                                          with the task for ``Describe``.  To a server with
+                                          a journal, a client sends the Submit of a task it
                                           has not got the outcome of again after a restart:
                                           the server runs it if it never recorded it, else
                                           pushes the outcome when there is one
+Describe                      C -> S      ``Ok`` with the task's facts, and its record and
+                                          outcome as the body; collects nothing
 Share                         C -> S      keep the outcome for a copy of the fork object
 Wait                          C -> S      reply with the outcome when there is one
 Unwait                        C -> S      forget that wait (it timed out); no reply
@@ -52,7 +57,7 @@ from typing import Any, ClassVar
 from ..exceptions import ColdocTasksException, ColdocTasksProtocolError
 from .protocol import ERRORS, Body, decode_header, encode_header, encode_message
 
-__all__ = ['Message', 'Submit', 'Share', 'Wait', 'Unwait', 'Terminate', 'Ping', 'Status', 'Shutdown', 'Ok',
+__all__ = ['Message', 'Submit', 'Describe', 'Share', 'Wait', 'Unwait', 'Terminate', 'Ping', 'Status', 'Shutdown', 'Ok',
            'Result', 'Lost', 'Pushed', 'PushedLost', 'PushedProgress', 'Error', 'Dropped', 'Run', 'Exit', 'Done',
            'ProgressReport', 'REQUESTS', 'decode']
 
@@ -92,6 +97,18 @@ class Submit(Message):
     cmd_name: str
     subscribe: bool
     retry_on_loss: int
+    #: -100 to 100: higher runs first within the queue
+    priority: int
+    #: seconds since the epoch before which the task does not start (None: at once)
+    run_after: float | None
+    #: the bytes at the end of the body that are a record kept with the task, not the call
+    record_size: int
+
+
+@_message('describe')
+class Describe(Message):
+    rid: int
+    task_id: str
 
 
 @_message('share')
@@ -229,7 +246,7 @@ class ProgressReport(Message):
 
 
 #: The requests a client sends (the server reads nothing else from a client).
-REQUESTS: tuple[type[Message], ...] = (Submit, Share, Wait, Unwait, Terminate, Ping, Status, Shutdown)
+REQUESTS: tuple[type[Message], ...] = (Submit, Describe, Share, Wait, Unwait, Terminate, Ping, Status, Shutdown)
 
 
 def _checker(hint: Any) -> Callable[[Any], bool]:

@@ -1,4 +1,4 @@
-"""The wire protocol of the coldoc task server, version 5: frames and the handshake.
+"""The wire protocol of the coldoc task server, version 6: frames and the handshake.
 
 Everything travels over ``AF_UNIX`` stream sockets as frames::
 
@@ -26,10 +26,12 @@ header is raw bytes and whose body is empty:
                       or b"NO" and the server closes the connection
     ====  ==========  =======================================================
 
-The greeting names the protocol version (``coldoc-tasks/5``: 4 added the
-progress reports, 5 the worker's memory in ``Done``), so a client of another version stops with an error naming
-both.  The server compares digests
-with ``hmac.compare_digest``; the client checks the server's proof in the
+The greeting names the protocol version (``coldoc-tasks/6``: 4 added the
+progress reports, 5 the worker's memory in ``Done``, 6 the priority, the
+``run_after`` time, the ``retry_on_loss`` and the record of ``Submit``, and
+``Describe``), so a
+client of another version stops with an error naming both.  The server
+compares digests with ``hmac.compare_digest``; the client checks the server's proof in the
 same way, so neither side trusts a peer that does not hold the key.  Only
 after step 3 are headers read as messages; a client sends nothing more before
 it has read step 3 (bytes that arrive with its step 2 are read under the
@@ -66,7 +68,7 @@ from ..exceptions import (
     ColdocTasksUsageError,
 )
 
-PROTOCOL_VERSION = 5
+PROTOCOL_VERSION = 6
 GREETING = b'coldoc-tasks/%d ' % PROTOCOL_VERSION
 NONCE_SIZE = 32
 DIGEST_SIZE = hashlib.sha256().digest_size

@@ -98,7 +98,8 @@ class Reconnecting:
             slot = self._push = connection.push_slots[self.task_id] = PushSlot()
             self._follow_progress(connection, self.task_id)
             try:
-                connection.send(Submit(self.task_id, self.queue, self.cmd_name, True, self._retry_on_loss), call)
+                connection.send(Submit(self.task_id, self.queue, self.cmd_name, True, self._retry_on_loss,
+                                       self.priority, self.run_after, 0), call)
             except ColdocTasksConnectionError:
                 return None
             if not slot.latch.acquire(timeout=-1 if remaining is None else remaining):

@@ -44,6 +44,8 @@ def format_status(info: dict) -> str:
             lines.append(f'{"":<32} progress: {format_progress(t["progress"])}')
     if info['tasks_queued'] > sum(1 for t in info['tasks'] if t['state'] == 'queued'):
         lines.append(f'... {info["tasks_queued"]} queued in all')
+    if info.get('tasks_deferred'):
+        lines.append(f'{info["tasks_deferred"]} deferred (held until their run_after time)')
     workers = info.get('worker_processes') or []
     if workers:
         lines += ['', f'{"worker":>7} {"queue":<16} {"state":<7} {"done":>5} {"age":>8} {"rss":>9}  task']

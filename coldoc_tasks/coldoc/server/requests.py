@@ -16,6 +16,7 @@ from ... import __version__
 from ...durations import check_seconds
 from ...exceptions import ColdocTasksProtocolError, ColdocTasksUnknownTaskError, ColdocTasksUsageError
 from ..messages import (
+    Describe,
     Error,
     Lost,
     Ok,
@@ -33,8 +34,10 @@ from ..messages import (
     Wait,
 )
 from ..protocol import PROTOCOL_VERSION
+from ..schedule import priority_problem
+from .deferred import DeferredTasks
 from .memory import resident_bytes
-from .tasks import CANCELLED, FINAL_STATES, QUEUED, RUNNING, Task, TaskTable
+from .tasks import CANCELLED, DEFERRED, FINAL_STATES, QUEUED, RUNNING, Task, TaskTable
 from .workers import WorkerPool
 
 if TYPE_CHECKING:
@@ -55,6 +58,7 @@ class Requests:
 
     table: TaskTable
     pool: WorkerPool
+    deferred: DeferredTasks
     connections: dict
     counters: dict
     stopping: bool
@@ -73,6 +77,9 @@ class Requests:
     def _on_submit(self, connection: Connection, message: Submit, body: bytes) -> None:
         if message.retry_on_loss < 0:
             raise ValueError(f'retry_on_loss must be >= 0, not {message.retry_on_loss}')
+        if not 0 <= message.record_size <= len(body):
+            raise ColdocTasksProtocolError(f'submit with a record of {message.record_size} bytes in a body of '
+                                           f'{len(body)}')
         known = self.table.tasks.get(message.task_id)
         if known is not None or (self.recorder is not None and self.recorder.forgotten(message.task_id)):
             if self.recorder is None:
@@ -83,10 +90,16 @@ class Requests:
 
     def _accept_task(self, message: Submit, body: bytes, connection: Connection | None,
                 submitted: float | None = None) -> Task:
-        """Take a task into its queue, or refuse it (then its outcome says
-        why); ``connection`` is None for a task read back from the journal."""
-        task_id, cmd_name = message.task_id, message.cmd_name
-        task = Task(task_id, message.queue, cmd_name, body, connection and connection.peer_pid)
+        """Take a task into its queue (or hold it until its ``run_after``), or
+        refuse it (then its outcome says why); ``connection`` is None for a
+        task read back from the journal."""
+        task_id, cmd_name, record_size = message.task_id, message.cmd_name, message.record_size
+        call, record = body, b''
+        if record_size:  # the call is not copied: a view of it goes to the worker
+            view = memoryview(body)
+            call, record = view[:len(body) - record_size], bytes(view[len(body) - record_size:])
+        task = Task(task_id, message.queue, cmd_name, call, connection and connection.peer_pid,
+                    priority=message.priority, run_after=message.run_after, record=record)
         task.retries = message.retry_on_loss
         if submitted is not None:
             task.submitted = submitted
@@ -97,17 +110,31 @@ class Requests:
             self.table.finish(task, CANCELLED, lost_message=f'task {task_id} was refused: the server is stopping')
             self._on_final(task)
             return task
-        refused = self.pool.why_refused(task.queue)
+        refused = self.pool.why_refused(task.queue) or priority_problem(task.priority)
         if refused is not None:
             logger.warning('task %s (%s) refused: %s', task_id, cmd_name, refused)
             self.table.finish(task, CANCELLED, lost_message=f'task {task_id} was refused: {refused}')
             self._on_final(task)
             return task
-        logger.debug('task %s (%s) queued on %s', task_id, cmd_name, task.queue)
         if self.recorder is not None:
             self.recorder.submitted(task, message, body)
+        if task.run_after is not None and task.run_after > time.time():
+            logger.debug('task %s (%s) deferred on %s', task_id, cmd_name, task.queue)
+            self.deferred.hold(task, task.run_after)
+            return task
+        logger.debug('task %s (%s) queued on %s', task_id, cmd_name, task.queue)
         self.pool.submit(task)
         return task
+
+    def _on_describe(self, connection: Connection, message: Describe, body: bytes) -> None:
+        task = self._known_task(connection, message.rid, message.task_id)
+        if task is None:
+            return
+        facts = task.describe(time.time())
+        facts.update(finished=task.finished, lost_message=task.lost_message, record_size=len(task.record),
+                     outcome_size=None if task.outcome is None else len(task.outcome))
+        pieces = [piece for piece in (task.record, task.outcome) if piece]
+        self._send(connection, Ok(message.rid, facts).encode(pieces))
 
     def _known_task(self, connection: Connection, rid: int, task_id: str) -> Task | None:
         """The task called ``task_id``, or ``None`` after telling the client
@@ -165,6 +192,8 @@ class Requests:
             return
         if task.state == QUEUED:
             self.pool.cancel(task, 'terminate() was called')
+        elif task.state == DEFERRED:
+            self.deferred.cancel(task, 'terminate() was called')
         elif task.state == RUNNING:
             self.pool.terminate(task)
         self._send(connection, Ok(rid, task.state).encode())
@@ -190,8 +219,8 @@ class Requests:
         self.stop(grace)
 
     _handlers: dict[type, Callable[..., None]] = {
-        Submit: _on_submit, Share: _on_share, Wait: _on_wait, Unwait: _on_unwait, Terminate: _on_terminate,
-        Ping: _on_ping, Status: _on_status, Shutdown: _on_shutdown,
+        Submit: _on_submit, Describe: _on_describe, Share: _on_share, Wait: _on_wait, Unwait: _on_unwait,
+        Terminate: _on_terminate, Ping: _on_ping, Status: _on_status, Shutdown: _on_shutdown,
     }
 
     # -- results --------------------------------------------------------------------------
@@ -257,7 +286,8 @@ class Requests:
             'worker_processes': [worker.describe(now) for worker in self.pool.workers.values()],
             'tasks': running + queued,
             'tasks_queued': queued_count,
-            'results_held': len(self.table.tasks) - len(running) - queued_count,
+            'tasks_deferred': len(self.deferred),
+            'results_held': len(self.table.tasks) - len(running) - queued_count - len(self.deferred),
             'counters': dict(self.table.counters, **self.counters, **self.pool.counters),
             'max_memory_per_worker': self.pool.max_worker_rss and self.pool.max_worker_rss // 2**20,
             'lent_worker_keepalive': self.pool.lent_worker_keepalive,

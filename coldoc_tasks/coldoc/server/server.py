@@ -42,6 +42,7 @@ from ..protocol import (
 from ..queues import QueueConfig
 from ..safefiles import UnsafePathError, clear_socket_path
 from .channel import Channel
+from .deferred import DeferredTasks
 from .history import History
 from .loop import EventLoop, Timer
 from .memory import resident_bytes, trim_heap
@@ -117,6 +118,7 @@ class TaskServer(Stopping, Requests):
                                on_progress=self._on_progress, max_message_size=max_message_size,
                                max_worker_rss=max_memory_per_worker * 2**20 if max_memory_per_worker else None,
                                lent_worker_keepalive=lent_worker_keepalive)
+        self.deferred = DeferredTasks(self.loop, self.table, self.pool.submit, self._on_final)
         self.connections: dict[int, Connection] = {}
         self.listener: socket.socket | None = None
         self._socket_inode = -1

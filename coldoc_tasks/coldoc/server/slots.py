@@ -12,7 +12,6 @@ worker instead of waiting for a fork, then retired.
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import socket
@@ -26,6 +25,7 @@ from ..protocol import FrameReader
 from ..queues import ANY_QUEUE, DEFAULT_QUEUE, QueueConfig, undeclared_queue_message
 from . import worker_process
 from .channel import Channel
+from .pending import PendingTasks
 from .tasks import QUEUED, Task
 from .worker_state import Worker
 
@@ -35,11 +35,11 @@ logger = logging.getLogger(__name__)
 
 
 class Queue:
-    """A queue's FIFO, its slots and its workers."""
+    """A queue's waiting tasks, its slots and its workers."""
 
     def __init__(self, config: QueueConfig):
         self.config = config
-        self.pending: collections.deque[Task] = collections.deque()
+        self.pending = PendingTasks()
         self.queued = 0
         self.running = 0
         self.borrowed = 0

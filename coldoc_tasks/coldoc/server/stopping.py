@@ -1,7 +1,10 @@
 """How the task server stops: it stops accepting, deals with the queued
 tasks as ``stop_queued`` says (cancel, keep for the next start, or drain),
 lets running tasks finish within the grace, then terminates them, and ends
-once the outcomes it owes have left (within :data:`STOP_LINGER`)."""
+once the outcomes it owes have left (within :data:`STOP_LINGER`).  Tasks
+deferred to a later ``run_after`` are kept in the journal for the next start
+(with a journal, unless ``stop_queued`` is ``cancel``), else cancelled: a
+drain does not wait for their time."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import socket
 
+    from .deferred import DeferredTasks
     from .loop import EventLoop
     from .recorder import Recorder
     from .server import Connection
@@ -31,6 +35,7 @@ class Stopping:
 
     loop: EventLoop
     pool: WorkerPool
+    deferred: DeferredTasks
     listener: socket.socket | None
     connections: dict[int, Connection]
     recorder: Recorder | None
@@ -74,6 +79,11 @@ class Stopping:
         self._stop_running(grace)
 
     def _stop_running(self, grace: float) -> None:
+        if self.recorder is not None and self.stop_queued in ('keep', 'drain'):
+            self.deferred.put_aside()  # left in the journal, for the next start, still waiting for their time
+        else:
+            for task in list(self.deferred.tasks()):
+                self.deferred.cancel(task, 'the server stopped')
         if self.stop_queued == 'keep':
             for queue in self.pool.queues.values():  # left in the journal, for the next start
                 queue.pending.clear()

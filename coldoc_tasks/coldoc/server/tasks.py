@@ -1,6 +1,7 @@
 """The server's table of tasks: their states, results and waiters.
 
-A task is *queued*, then *running*, then one of the final states: *done*
+A task is *queued* (or first *deferred*, held until its ``run_after``
+time), then *running*, then one of the final states: *done*
 (it returned), *failed* (it raised), *terminated* (by ``terminate``),
 *cancelled* (terminated or stopped before it ran) or *lost* (its worker
 vanished).  A final task keeps its outcome until a ``wait`` collects it or
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+DEFERRED = 'deferred'
 QUEUED = 'queued'
 RUNNING = 'running'
 DONE = 'done'
@@ -40,17 +42,23 @@ _EXPIRED = -1
 class Task:
     """One task as the server knows it.  ``call`` (the pickled call, opaque here) is
     dropped once a worker has it; ``outcome`` is the encoded outcome of a
-    task that ran to its end, ``lost_message`` says why a task has none."""
+    task that ran to its end, ``lost_message`` says why a task has none.
+    ``record``: bytes the submitter asked the server to keep with the task
+    and show to ``describe`` (opaque here too)."""
 
     __slots__ = ('task_id', 'queue', 'cmd_name', 'call', 'state', 'submitted', 'started', 'finished',
                  'worker_pid', 'outcome', 'lost_message', 'waiters', 'owner_pid', 'terminating', 'subscriber',
-                 'shared', 'progress', 'retries')
+                 'shared', 'progress', 'retries', 'priority', 'run_after', 'record')
 
-    def __init__(self, task_id: str, queue: str, cmd_name: str, call: bytes, owner_pid: int | None):
+    def __init__(self, task_id: str, queue: str, cmd_name: str, call: bytes | memoryview, owner_pid: int | None,
+                 priority: int = 0, run_after: float | None = None, record: bytes = b''):
         self.task_id = task_id
         self.queue = queue
         self.cmd_name = cmd_name
-        self.call: bytes | None = call
+        self.call: bytes | memoryview | None = call
+        self.priority = priority
+        self.run_after = run_after
+        self.record = record
         self.state = QUEUED
         self.submitted = time.time()
         self.started: float | None = None
@@ -79,7 +87,8 @@ class Task:
             'id': self.task_id, 'function': self.cmd_name, 'state': self.state, 'queue': self.queue,
             'submitted': self.submitted, 'started': started,
             'runtime': None if started is None else (self.finished or now) - started,
-            'worker_pid': self.worker_pid, 'terminating': self.terminating,
+            'worker_pid': self.worker_pid, 'terminating': self.terminating, 'priority': self.priority,
+            'run_after': self.run_after,
             'progress': None if self.progress is None else dict(zip(('done', 'total', 'message', 'metadata'),
                                                                     self.progress, strict=True)),
         }

@@ -1,7 +1,8 @@
 """Queues, slots and worker processes, as the server sees them.
 
-Each named queue has a concurrency limit and a FIFO of waiting tasks.  A task
-leaves the FIFO when the queue has a free slot; it then goes to an idle
+Each named queue has a concurrency limit and its waiting tasks, in order of
+priority, first come first served among equals (:mod:`.pending`).  A task
+leaves them when the queue has a free slot; it then goes to an idle
 worker of the queue, or to a worker forked for it.  Per queue, workers are
 *reused* (optionally recycled after ``max_tasks_per_worker`` tasks) or
 *fresh* (one process per task).  A reused worker whose resident memory,
@@ -81,26 +82,25 @@ class WorkerPool(QueueRouting):
 
     def submit(self, task: Task) -> None:
         queue = self.queue_for(task.queue)
-        queue.pending.append(task)
+        queue.pending.push(task)
         queue.queued += 1
         self.dispatch(queue)
 
     def dispatch(self, queue: Queue) -> None:
         """Start queued tasks while the queue has free slots."""
         pending = queue.pending
-        while pending and queue.running < queue.limit:
-            task = pending.popleft()
+        while queue.running < queue.limit and (task := pending.first()) is not None:
             if task.state != QUEUED:  # cancelled while it waited
+                pending.pop()
                 continue
-            queue.queued -= 1
             worker = queue.idle.pop() if queue.idle else self._spawn(queue)
             if worker is None:
-                pending.appendleft(task)
-                queue.queued += 1
                 if not queue.retry_planned:
                     queue.retry_planned = True
                     self.loop.call_later(1.0, lambda: self._retry_dispatch(queue))
                 return
+            pending.pop()
+            queue.queued -= 1
             worker.task = task
             task.state = RUNNING
             task.started = time.time()
