@@ -222,3 +222,44 @@ def test_the_page_in_a_browser(browser, coldoc_server, rendezvous, tmp_path):
         assert code == 403
     finally:
         assert page.stop() == 0
+
+
+#: What a task's name, error, progress message or a queue's name may hold:
+#: were it inserted as HTML, an element would appear (CSP would stop the
+#: handler, not the element).
+HOSTILE = '<img/src=x/onerror=document.body.dataset.pwned=1><b>bold</b>'
+
+
+def test_what_tasks_send_is_shown_as_text(browser, make_server, rendezvous):
+    from selenium.webdriver.common.by import By
+
+    server = make_server(queues=('default:2:reuse', f'{HOSTILE}:1:reuse'))
+    fork_class = bind_fork_class(server.infofile)
+    failed = fork_class()
+    failed.run(jobs.Named(HOSTILE), f'{HOSTILE}<script>document.body.dataset.pwned=2</script>')
+    failed.wait(timeout=30, raise_exception=False)
+    running = fork_class(queue=HOSTILE)
+    running.run(jobs.report_then_rendezvous, rendezvous.address, 1, 2, HOSTILE)
+    conn, _ = rendezvous.accept()
+    page = start_web(server.infofile)
+    try:
+        browser.get(page.url)
+        failure = f'#failures tr[data-task-id="{failed.task_id}"]'
+        _until(browser, lambda: HOSTILE in browser.find_element(By.CSS_SELECTOR, f'{failure} summary').text,
+               'the error as text')
+        browser.find_element(By.CSS_SELECTOR, f'{failure} summary').click()
+        _until(browser, lambda: '<script>' in browser.find_element(By.CSS_SELECTOR, f'{failure} pre').text,
+               'the traceback as text')
+        tasks = f'#tasks tr[data-task-id="{running.task_id}"]'
+        _until(browser, lambda: HOSTILE in browser.find_element(By.CSS_SELECTOR, f'{tasks} .pmessage').text,
+               'the progress message as text')
+        assert browser.find_elements(By.CSS_SELECTOR, f'{tasks} td')[2].text == HOSTILE  # its queue
+        assert HOSTILE in browser.find_element(By.CSS_SELECTOR, '#queues').text
+        assert browser.find_elements(By.CSS_SELECTOR, f'{failure} td')[2].text == f'tests.jobs.{HOSTILE}'
+        assert HOSTILE in browser.find_element(By.CSS_SELECTOR, '#workers').text
+        for tag in ('main img', 'main b', 'main script'):
+            assert browser.find_elements(By.CSS_SELECTOR, tag) == [], tag
+        assert browser.find_element(By.TAG_NAME, 'body').get_attribute('data-pwned') is None
+    finally:
+        rendezvous.release(conn)
+        assert page.stop() == 0
