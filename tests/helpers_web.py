@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -55,6 +56,21 @@ class WebProcess:
             with error:
                 return error.code, error.headers, error.read()
 
+    def raw(self, data: bytes, timeout: float = 30.0) -> bytes:
+        """Send ``data`` on a connection of its own; what comes back until
+        the page closes it."""
+        with socket.create_connection(self.address, timeout=timeout) as sock:
+            sock.sendall(data)
+            answer = b''
+            while chunk := sock.recv(65536):
+                answer += chunk
+            return answer
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = urllib.parse.urlsplit(self.base).netloc.rsplit(':', 1)
+        return host.strip('[]'), int(port)
+
     def json(self, path: str = 'api/status', **kwargs) -> dict:
         status, _, body = self.request(path, **kwargs)
         assert status == 200, (status, body)
@@ -66,24 +82,36 @@ class WebProcess:
         return self.request('api/terminate', method='POST', headers=headers,
                             body=json.dumps({'task_id': task_id}).encode(), **kwargs)
 
+    #: its stderr, once stopped
+    log: str = ''
+
     def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM it; return its exit status."""
+        """SIGTERM it; return its exit status (its stderr is then :attr:`log`)."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
-            return self.process.wait(timeout)
+            code = self.process.wait(timeout)
+            self.log = self.process.stderr.read()
+            return code
         finally:
             for stream in (self.process.stdout, self.process.stderr):
                 with contextlib.suppress(OSError):
                     stream.close()
 
 
-def start_web(infofile: str, *args: str) -> WebProcess:
+#: The command line, its log at level INFO on stderr (as a program that
+#: embeds the page and logs would have it).
+LOGGING = ('-c', 'import logging, runpy, sys; logging.basicConfig(level=logging.INFO); '
+                 'sys.argv[0] = "coldoc_tasks_cli"; runpy.run_module("coldoc_tasks.cli", run_name="__main__")')
+
+
+def start_web(infofile: str, *args: str, log: bool = False) -> WebProcess:
     """Start ``coldoc_tasks_cli coldoc web INFOFILE ARGS`` and read the
     first line of its output, the page's URL (the read is bounded by the
-    process: it exits or prints)."""
+    process: it exits or prints); ``log``: with its log on stderr."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    process = subprocess.Popen([sys.executable, '-m', 'coldoc_tasks.cli', 'coldoc', 'web', infofile, *args],
+    program = LOGGING if log else ('-m', 'coldoc_tasks.cli')
+    process = subprocess.Popen([sys.executable, *program, 'coldoc', 'web', infofile, *args],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     first = process.stdout.readline().strip()
     if not first.startswith('http://'):

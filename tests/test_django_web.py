@@ -10,8 +10,10 @@ import re
 
 import pytest
 
+from coldoc_tasks.coldoc.infofile import read_infofile
 from coldoc_tasks.coldoc_tasks import bind_fork_class, status
 from coldoc_tasks.exceptions import ColdocTasksProcessLookupError
+from coldoc_tasks.web.token import page_token
 from tests import jobs
 from tests.fixtures_django import task_servers
 
@@ -142,3 +144,28 @@ def test_terminate_needs_staff_and_the_csrf_token(site, rendezvous):
     conn.close()
     code, _, answer = _request(site, '/tasks/api/status', user='staff')
     assert json.loads(answer)['server']['recent_tasks'][0]['state'] == 'terminated'
+
+    # hostile requests of a staff user's browser: a clear 4xx each, never a 500
+    def post(data: bytes, **extra) -> tuple[int, bytes]:
+        code, _, answer = _request(site, '/tasks/api/terminate', user='staff', method='POST', body=data,
+                                   headers={**json_type, 'X-CSRFToken': csrf, **extra}, cookies={'csrftoken': csrf})
+        return code, answer
+
+    g = bind_fork_class(site.infofile)()
+    g.run(jobs.rendezvous, rendezvous.address, 'kept')
+    conn, _ = rendezvous.accept()
+    # another site's script, even with the token (it cannot read it): Django's Origin check
+    code, _ = post(json.dumps({'task_id': g.task_id}).encode(), Origin='http://evil.example')
+    assert code == 403
+    assert post(json.dumps({'task_id': g.task_id}).encode(), **{'Content-Type': 'text/plain'})[0] == 415
+    for data, expected in ((b'[' * 4000, 400), (b'not json', 400), (b'{"task_id": "<b>"}', 400),
+                           (json.dumps({'task_id': '0' * 32}).encode(), 404), (b'x' * 5000, 413)):
+        code, answer = post(data)
+        assert code == expected and b'Traceback' not in answer, (data[:20], code, answer[:200])
+    assert status(site.infofile)['tasks'][0]['state'] == 'running'
+    rendezvous.release(conn)
+    assert g.wait(timeout=60) == 'kept'
+    # the standalone page's token is in no answer of the site
+    token = page_token(read_infofile(site.infofile)['authkey'])
+    for path in ('/tasks/', '/tasks/api/status', '/tasks/metrics'):
+        assert token.encode() not in _request(site, path, user='staff')[2], path

@@ -11,6 +11,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -18,6 +19,7 @@ from coldoc_tasks.coldoc.infofile import read_infofile
 from coldoc_tasks.coldoc.report import format_status
 from coldoc_tasks.coldoc_tasks import bind_fork_class, shutdown, status
 from coldoc_tasks.exceptions import ColdocTasksProcessLookupError
+from coldoc_tasks.web.hosts import host_allowed
 from coldoc_tasks.web.metrics import prometheus_text
 from coldoc_tasks.web.standalone import parse_bind
 from coldoc_tasks.web.token import page_token, token_matches
@@ -299,7 +301,7 @@ def test_a_misbehaving_client_does_not_stop_the_page(web):
         answer = b''
         while chunk := garbage.recv(4096):  # until the page closes it
             answer += chunk
-        assert b'Error code: 505' in answer
+        assert _json_error(answer)[:3:2] == (505, {'error': 'Invalid HTTP version (9.9)'})
     finally:
         for sock in (silent, garbage, half):
             sock.close()
@@ -360,3 +362,157 @@ def test_the_command_refuses_bad_arguments(coldoc_server, tmp_path):
     done = run(str(tmp_path / 'missing'))
     assert done.returncode == 1 and 'cannot serve the status page' in done.stderr and done.stdout == ''
     assert parse_bind('8000') == ('127.0.0.1', 8000) and parse_bind('[::1]:0') == ('::1', 0)
+
+
+# -- a hostile pass: what another user of the machine, or another site, may send ---------------
+
+
+def _json_error(answer: bytes) -> tuple[int, dict, dict]:
+    """The status, headers and JSON body of a raw HTTP answer."""
+    head, _, body = answer.partition(b'\r\n\r\n')
+    lines = head.decode('latin-1').split('\r\n')
+    headers = dict(line.split(': ', 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, json.loads(body)
+
+
+def test_a_request_naming_another_host_is_refused(web, coldoc_server, rendezvous):
+    # DNS rebinding: another site's name, made to resolve to 127.0.0.1
+    port = web.address[1]
+    for host in ('evil.example', f'evil.example:{port}', '127.0.0.1.evil.example', 'localhost.evil.example',
+                 '10.0.0.1', '[::2]'):
+        code, headers, body = web.request('api/status', headers={'Host': host})
+        assert code == 421, (host, code)
+        assert b'does not answer for the host' in body and b'queues' not in body
+        assert headers['Content-Security-Policy'] == "default-src 'none'; frame-ancestors 'none'"
+    code, _, body = web.request('', headers={'Host': 'evil.example'})
+    assert code == 421 and b'<script>' not in body
+    # no Host at all (HTTP/1.0): refused too
+    status_code, _, answer = _json_error(web.raw(f'GET /api/status?token={web.token} HTTP/1.0\r\n\r\n'.encode()))
+    assert status_code == 421 and 'host' in answer['error']
+    # the action, from the rebound site with its own origin: refused before anything else
+    f = bind_fork_class(coldoc_server.infofile)()
+    f.run(jobs.rendezvous, rendezvous.address, 'kept')
+    conn, _ = rendezvous.accept()
+    code, _, _ = web.terminate(f.task_id, headers={'Host': f'evil.example:{port}',
+                                                   'Origin': f'http://evil.example:{port}'})
+    assert code == 421
+    assert status(coldoc_server.infofile)['tasks'][0]['state'] == 'running'
+    rendezvous.release(conn)
+    assert f.wait(timeout=30) == 'kept'
+    # the loopback names, whatever the port (a forwarded one may differ)
+    for host in ('localhost', 'localhost:1', f'127.0.0.1:{port}', '127.1.2.3', '[::1]:9', 'page.localhost',
+                 'LOCALHOST.'):
+        code, _, _ = web.request('api/status', headers={'Host': host})
+        assert code == 200, host
+
+
+def test_which_hosts_a_page_answers_for():
+    assert host_allowed('evil.example', '0.0.0.0') and host_allowed(None, '192.0.2.1')  # behind a proxy
+    assert host_allowed('127.0.0.2:80', '127.0.0.2') and not host_allowed('evil.example', '::1')
+    assert host_allowed('[::1]:8000', '::1') and not host_allowed('[::1', '127.0.0.1')
+    assert not host_allowed('', '127.0.0.1') and host_allowed('LocalHost.:80', '127.0.0.1')
+
+
+def test_malformed_requests_get_a_json_error_with_the_headers(web):
+    answers = {
+        'a long address': web.raw(b'GET /?x=' + b'a' * 70000 + b' HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'),
+        'a bad request line': web.raw(b'GET / HTTP/1.1 more\r\n\r\n'),
+        'a bad version': web.raw(b'GET / HTTP/9.9\r\n\r\n'),
+        'too many headers': web.raw(b'GET / HTTP/1.1\r\n' + b'X-A: b\r\n' * 150 + b'\r\n'),
+        'binary': web.raw(b'\x00\xff /garbage HTTP/1.1\r\n\r\n'),
+    }
+    for what, answer in answers.items():
+        code, headers, body = _json_error(answer)
+        assert 400 <= code < 500 or code in (501, 505), what
+        assert body['error'] and headers['X-Content-Type-Options'] == 'nosniff', what
+        assert headers['Content-Security-Policy'] == "default-src 'none'; frame-ancestors 'none'", what
+        assert headers['Connection'] == 'close', what
+    assert _json_error(answers['a long address'])[0] == 414
+    assert _json_error(answers['too many headers'])[0] == 431
+
+    def post(body: bytes, length: str, content_type: str = 'application/json') -> tuple[int, dict]:
+        code, _, answer = _json_error(web.raw(
+            f'POST /api/terminate HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Coldoc-Token: {web.token}\r\n'
+            f'Content-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n'.encode() + body))
+        return code, answer
+
+    assert post(b'{}', 'abc')[0] == 400
+    assert post(b'{}', '-5')[0] == 400
+    assert post(b'{}', '0')[0] == 400
+    assert post(b'{}', str(10 ** 30))[0] == 413
+    assert post(b'x' * 5000, '5000')[0] == 413
+    deep = b'[' * 4000
+    code, answer = post(deep, str(len(deep)))  # nested deeper than the parser goes
+    assert code == 400 and 'not JSON' in answer['error']
+    bad_utf8 = b'{"task_id": "\xff\xfe"}'
+    assert post(bad_utf8, str(len(bad_utf8)))[0] == 400
+    # a task id that does not exist, or cannot be one: a clear 4xx, never a traceback
+    for task_id, expected in (('0' * 200, 404), ('.', 404), ('0' * 201, 400), ('a/b', 400), ('<b>', 400),
+                              ('', 400), ('é', 400)):
+        body = json.dumps({'task_id': task_id}).encode()
+        code, answer = post(body, str(len(body)))
+        assert code == expected, (task_id, code, answer)
+        assert 'Traceback' not in answer['error']
+    for body in (b'{"task_id": null}', b'{"task_id": ["a"]}', b'"a"', b'{"id": "a"}'):
+        code, answer = post(body, str(len(body)))
+        assert code == 400 and 'task_id' in answer['error'], body
+    assert web.json()['available'] is True
+
+
+def test_a_slow_client_is_cut_off_and_others_are_served(coldoc_server):
+    page = start_web(coldoc_server.infofile, '--request-timeout', '2')
+    stop = threading.Event()
+    cut = threading.Event()
+
+    def trickle():  # a header line that never ends, one byte at a time
+        with socket.create_connection(page.address) as sock:
+            sock.sendall(f'GET /api/status?token={page.token} HTTP/1.1\r\nX-Slow: '.encode())
+            try:
+                while not stop.is_set():
+                    sock.sendall(b'a')
+                    stop.wait(0.2)
+            except OSError:  # the page closed the connection
+                cut.set()
+
+    slow = threading.Thread(target=trickle, daemon=True)
+    slow.start()
+    silent = [socket.create_connection(page.address) for _ in range(20)]
+    half = socket.create_connection(page.address)  # a body that never comes whole
+    half.sendall(f'POST /api/terminate HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Coldoc-Token: {page.token}\r\n'
+                 'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{'.encode())
+    try:
+        for _ in range(3):
+            assert page.json()['available'] is True
+        half.settimeout(60)
+        received = b''
+        while chunk := half.recv(65536):  # until the page closes it
+            received += chunk
+        code, _, answer = _json_error(received)
+        assert code in (400, 408) and answer['error']
+        assert cut.wait(60), 'the trickling client was never cut off'
+        assert page.json()['available'] is True
+    finally:
+        stop.set()
+        for sock in (*silent, half):
+            sock.close()
+        slow.join(30)
+        assert page.stop() == 0
+
+
+def test_the_log_holds_no_token_nor_control_characters(coldoc_server):
+    page = start_web(coldoc_server.infofile, log=True)
+    try:
+        assert page.json()['available'] is True
+        page.raw(f'GET /?token={page.token} more HTTP/1.1\r\n\r\n'.encode())  # logged as unparsable
+        page.raw(f'{page.token} / HTTP/1.1\r\n\r\n'.encode())  # an unknown method
+        page.raw(f'GET /\x1b[2J?token={page.token} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n'
+                 .encode())
+        page.raw(f'GET /?token={page.token}\x1b HTTP/1.1\r\n\r\n'.encode())
+        page.request('nothing-here', token='header')
+    finally:
+        assert page.stop() == 0
+    assert 'GET /nothing-here' in page.log and 'code 400' in page.log  # (it logs)
+    assert page.token not in page.log and '\x1b' not in page.log
+    assert '\\x1b[2J' in page.log and 'token=[hidden]' in page.log
+
+

@@ -2,7 +2,9 @@
 by selenium through Debian's chromedriver), against a real task server and
 a real ``coldoc web`` process: a running task's progress bar advances, the
 page's button terminates it, the page says when the server goes and comes
-back, and a request without the token is refused.
+back, and a request without the token is refused; the page updates its
+rows in place (an unfolded traceback stays open, a button stays the same
+element).
 
 Without chromium, chromedriver or selenium the test is skipped, saying
 why (under CI=true it fails).  Screenshots go to ``$COLDOC_TASKS_SCREENSHOTS``
@@ -65,14 +67,78 @@ def _screenshot(driver, name: str, tmp_path: pathlib.Path) -> None:
     assert driver.save_screenshot(str(directory / name))
 
 
+def _until(browser, condition, what):
+    """Wait until ``condition()`` holds, tried again while elements come and go."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, SHOW_TIMEOUT, poll_frequency=0.1,
+                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
+        lambda driver: condition(), message=f'the page did not show {what} within {SHOW_TIMEOUT} s')
+
+
+def _updates(browser) -> int:
+    """How many statuses the page has applied (it counts them)."""
+    return int(browser.find_element('css selector', 'body').get_attribute('data-updates') or 0)
+
+
+def test_the_page_updates_its_rows_in_place(browser, coldoc_server, rendezvous):
+    from selenium.webdriver.common.by import By
+
+    fork_class = bind_fork_class(coldoc_server.infofile)
+    failed = fork_class()
+    failed.run(jobs.fail_with_value_error, 'a failure to unfold')
+    failed.wait(timeout=30, raise_exception=False)
+    task = fork_class()
+    task.run(jobs.rendezvous, rendezvous.address)
+    conn, _ = rendezvous.accept()
+    page = start_web(coldoc_server.infofile)
+    try:
+        browser.get(page.url)
+        failure = f'#failures tr[data-task-id="{failed.task_id}"]'
+        running = f'#tasks tr[data-task-id="{task.task_id}"]'
+        details = _until(browser, lambda: browser.find_element(By.CSS_SELECTOR, f'{failure} details'), 'a failure')
+        button = _until(browser, lambda: browser.find_element(By.CSS_SELECTOR, f'{running} button.terminate'),
+                        'the button')
+        elapsed = browser.find_element(By.CSS_SELECTOR, f'{running} td.elapsed')
+        details.find_element(By.TAG_NAME, 'summary').click()
+        assert details.get_attribute('open') is not None
+        # several statuses applied: the running task's elapsed time changed, in the same cell
+        before, seen = _updates(browser), elapsed.text
+        _until(browser, lambda: _updates(browser) >= before + 3, 'three more updates')
+        _until(browser, lambda: elapsed.text != seen, 'the elapsed time change')
+        # the very same elements (a replaced one would be stale, and differ from a fresh look)
+        assert details.get_attribute('open') is not None
+        assert details.find_element(By.CSS_SELECTOR, 'pre.traceback').is_displayed()
+        assert 'a failure to unfold' in details.find_element(By.CSS_SELECTOR, 'pre.traceback').text
+        assert browser.find_element(By.CSS_SELECTOR, f'{failure} details') == details
+        assert browser.find_element(By.CSS_SELECTOR, f'{running} button.terminate') == button
+        assert browser.find_element(By.CSS_SELECTOR, f'{running} td.elapsed') == elapsed
+        # folded by the user, it stays folded
+        details.find_element(By.TAG_NAME, 'summary').click()
+        before = _updates(browser)
+        _until(browser, lambda: _updates(browser) >= before + 2, 'two more updates')
+        assert details.get_attribute('open') is None and not details.find_element(By.TAG_NAME, 'pre').is_displayed()
+        # the button, found before all these updates, still terminates the task
+        button.click()
+        with pytest.raises(ColdocTasksProcessLookupError, match='terminated'):
+            task.wait(timeout=SHOW_TIMEOUT)
+        _until(browser, lambda: browser.find_elements(By.CSS_SELECTOR, running) == [], 'the row gone')
+        _until(browser, lambda: browser.find_element(By.CSS_SELECTOR, '#tasks td.empty').text
+               == 'no task is running or queued', 'the empty table')
+        assert browser.find_element(By.CSS_SELECTOR, f'{failure} details') == details
+    finally:
+        conn.close()
+        assert page.stop() == 0
+
+
 def test_the_page_in_a_browser(browser, coldoc_server, rendezvous, tmp_path):
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    # The page redraws its tables every second: an element found may be
-    # replaced before it is read or clicked.  So every look at the page is
-    # a condition, tried again on a fresh element until it holds.
+    # Every look at the page is a condition, tried again until it holds
+    # (a row that ended goes, and a fresh look finds its successor).
     def until(condition, what):
         return WebDriverWait(browser, SHOW_TIMEOUT, poll_frequency=0.1,
                              ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
@@ -155,4 +221,45 @@ def test_the_page_in_a_browser(browser, coldoc_server, rendezvous, tmp_path):
         code, _, _ = page.request('', token=None)
         assert code == 403
     finally:
+        assert page.stop() == 0
+
+
+#: What a task's name, error, progress message or a queue's name may hold:
+#: were it inserted as HTML, an element would appear (CSP would stop the
+#: handler, not the element).
+HOSTILE = '<img/src=x/onerror=document.body.dataset.pwned=1><b>bold</b>'
+
+
+def test_what_tasks_send_is_shown_as_text(browser, make_server, rendezvous):
+    from selenium.webdriver.common.by import By
+
+    server = make_server(queues=('default:2:reuse', f'{HOSTILE}:1:reuse'))
+    fork_class = bind_fork_class(server.infofile)
+    failed = fork_class()
+    failed.run(jobs.Named(HOSTILE), f'{HOSTILE}<script>document.body.dataset.pwned=2</script>')
+    failed.wait(timeout=30, raise_exception=False)
+    running = fork_class(queue=HOSTILE)
+    running.run(jobs.report_then_rendezvous, rendezvous.address, 1, 2, HOSTILE)
+    conn, _ = rendezvous.accept()
+    page = start_web(server.infofile)
+    try:
+        browser.get(page.url)
+        failure = f'#failures tr[data-task-id="{failed.task_id}"]'
+        _until(browser, lambda: HOSTILE in browser.find_element(By.CSS_SELECTOR, f'{failure} summary').text,
+               'the error as text')
+        browser.find_element(By.CSS_SELECTOR, f'{failure} summary').click()
+        _until(browser, lambda: '<script>' in browser.find_element(By.CSS_SELECTOR, f'{failure} pre').text,
+               'the traceback as text')
+        tasks = f'#tasks tr[data-task-id="{running.task_id}"]'
+        _until(browser, lambda: HOSTILE in browser.find_element(By.CSS_SELECTOR, f'{tasks} .pmessage').text,
+               'the progress message as text')
+        assert browser.find_elements(By.CSS_SELECTOR, f'{tasks} td')[2].text == HOSTILE  # its queue
+        assert HOSTILE in browser.find_element(By.CSS_SELECTOR, '#queues').text
+        assert browser.find_elements(By.CSS_SELECTOR, f'{failure} td')[2].text == f'tests.jobs.{HOSTILE}'
+        assert HOSTILE in browser.find_element(By.CSS_SELECTOR, '#workers').text
+        for tag in ('main img', 'main b', 'main script'):
+            assert browser.find_elements(By.CSS_SELECTOR, tag) == [], tag
+        assert browser.find_element(By.TAG_NAME, 'body').get_attribute('data-pwned') is None
+    finally:
+        rendezvous.release(conn)
         assert page.stop() == 0

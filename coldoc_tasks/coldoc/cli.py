@@ -23,7 +23,7 @@ from ..exceptions import (
 )
 from ..selfcheck import run_checks
 from ..terminal import WaitNote
-from ..web.standalone import DEFAULT_HOST, parse_bind, serve
+from ..web.standalone import DEFAULT_HOST, REQUEST_TIMEOUT, parse_bind, serve
 from .compat import temporary_logfile
 from .control import ping, server_pid, status
 from .daemon import AUTHKEY_ENV, READY, tasks_daemon_start
@@ -226,6 +226,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _request_timeout(text: str) -> float:
+    try:
+        return check_seconds('the request timeout', float(text), minimum=0.1, maximum=3600.0)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _bind(text: str) -> tuple[str, int]:
     try:
         return parse_bind(text)
@@ -236,7 +243,7 @@ def _bind(text: str) -> tuple[str, int]:
 def cmd_web(args: argparse.Namespace) -> int:
     host, port = args.bind
     try:
-        return serve(args.infofile, host, port, timeout=args.timeout)
+        return serve(args.infofile, host, port, timeout=args.timeout, request_timeout=args.request_timeout)
     except (ColdocTasksException, OSError) as exc:
         print(f'coldoc_tasks_cli: cannot serve the status page of {args.infofile}: {exc}', file=sys.stderr)
         return 1
@@ -297,6 +304,10 @@ def _add_commands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction
         '--bind', type=_bind, default=(DEFAULT_HOST, 0), metavar='HOST:PORT',
         help=f'where the page listens (default {DEFAULT_HOST}, a free port; port 0 picks one); an address '
         'other than loopback makes the page reachable from other machines')
+    commands.choices['web'].add_argument(
+        '--request-timeout', type=_request_timeout, default=REQUEST_TIMEOUT, metavar='SECONDS',
+        help=f'seconds a client has to send a whole request, and a connection may stay idle '
+        f'(default {REQUEST_TIMEOUT:g})')
     return commands
 
 

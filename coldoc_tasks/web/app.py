@@ -11,8 +11,9 @@ address                 method        answer
 ``/api/terminate``      POST          terminate a task: ``{"task_id": ...}``, JSON
 ======================  ============  ==============================================
 
-A request without the token, or with a wrong one, gets 403 and nothing
-else; an unknown address 404; another method 405.  The action is guarded
+A request naming a host the page does not answer for gets 421 (see
+:mod:`.hosts`: DNS rebinding); a request without the token, or with a
+wrong one, gets 403 and nothing else; an unknown address 404; another method 405.  The action is guarded
 against cross-site requests: the token must come in a header (a form of
 another site cannot set one, and a script of another site must first ask
 a CORS preflight, which is refused), the body must be JSON, and the
@@ -30,6 +31,7 @@ from typing import Any
 from ..coldoc.infofile import PathLike
 from ..exceptions import ColdocTasksUnknownTaskError
 from . import data
+from .hosts import host_allowed
 from .metrics import CONTENT_TYPE as METRICS_TYPE
 from .metrics import prometheus_text
 from .page import DATA_HEADERS, page_headers, page_html
@@ -82,8 +84,8 @@ def terminate_answer(infofile: PathLike, content_type: str, body: bytes, timeout
         return error_answer(415, f'the body must be {JSON_TYPE}')
     try:
         request = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return error_answer(400, 'the body is not JSON')
+    except (ValueError, RecursionError):  # (RecursionError: nested too deep)
+        return error_answer(400, 'the body is not JSON, or not JSON this page reads')
     task_id = request.get('task_id') if isinstance(request, dict) else None
     if not data.valid_task_id(task_id):
         return error_answer(400, 'the body must be {"task_id": ID}, ID a task\'s id')
@@ -111,20 +113,26 @@ def same_site(headers: Mapping[str, str], scheme: str = 'http') -> str | None:
 
 class StatusApp:
     """The page, its data, its metrics and its action, for the server of
-    ``infofile``, every request authorised by ``token``."""
+    ``infofile``, every request authorised by ``token``; ``bound``: the IP
+    address the page listens on, whose requests must name a host it
+    answers for (:func:`.hosts.host_allowed`), or None (any)."""
 
     GET_PATHS = ('/', '/api/status', '/metrics')
     POST_PATHS = ('/api/terminate',)
 
-    def __init__(self, infofile: PathLike, token: str, timeout: float = 5.0):
+    def __init__(self, infofile: PathLike, token: str, timeout: float = 5.0, bound: str | None = None):
         self.infofile = infofile
         self.token = token
         self.timeout = timeout
+        self.bound = bound
 
     def handle(self, method: str, target: str, headers: Mapping[str, str],
                read_body: Callable[[int], bytes]) -> Answer:
         """The answer to ``method target``; ``read_body(n)`` reads the
         request's body, of ``n`` bytes (its Content-Length)."""
+        if self.bound is not None and not host_allowed(headers.get('Host'), self.bound):
+            return error_answer(421, f'this page does not answer for the host {headers.get("Host")!r:.100}: '
+                                     'open the address "coldoc web" printed')
         url = urllib.parse.urlsplit(target)
         query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
         if not token_matches(token_of_request(query, headers), self.token):

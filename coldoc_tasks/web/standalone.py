@@ -3,15 +3,20 @@ HTTP server of its own, a client of the task server of an infofile.
 
 It binds to the loopback interface unless told otherwise; prints the
 page's address, with its token, as its first line of output; and serves,
-one thread per request (a client that misbehaves holds only its own
-thread, for at most :data:`REQUEST_TIMEOUT` seconds of silence), until
-SIGINT or SIGTERM, when it exits with status 0.
+one thread per request, until SIGINT or SIGTERM, when it exits with
+status 0.  A client that misbehaves holds only its own thread, and that
+for at most ``request_timeout`` seconds: a request (its head and its body)
+must come whole within them, however slowly it trickles in.  Errors are
+JSON with the page's security headers, even for a request that cannot be
+parsed; the log never holds the token nor a control character a client
+sent.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import signal
 import socket
 import sys
@@ -21,16 +26,18 @@ from typing import TextIO
 
 from .. import __version__
 from ..coldoc.infofile import PathLike, read_infofile
-from .app import Answer, StatusApp
+from .app import Answer, StatusApp, error_answer
 from .token import page_token
 
 __all__ = ['StatusServer', 'parse_bind', 'is_loopback', 'serve']
 
 logger = logging.getLogger(__name__)
 
-#: Seconds a connection may stay silent before it is dropped.
+#: Seconds a request may take to come (and a connection may stay idle), by default.
 REQUEST_TIMEOUT = 30.0
 DEFAULT_HOST = '127.0.0.1'
+_CONTROL = {code: f'\\x{code:02x}' for code in (*range(32), 127)}
+_QUERY_TOKEN = re.compile(r'(token=)[^&\s\'"]*', re.IGNORECASE)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -40,12 +47,38 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
     timeout = REQUEST_TIMEOUT
 
+    def setup(self) -> None:
+        self.timeout = self.server.request_timeout
+        super().setup()
+
+    def handle_one_request(self) -> None:
+        # The socket's timeout bounds each read; this, the whole request.
+        self._watchdog = threading.Timer(self.timeout, self._cut)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+        try:
+            super().handle_one_request()
+        finally:
+            self._watchdog.cancel()
+
+    def _cut(self) -> None:
+        try:
+            self.connection.shutdown(socket.SHUT_RD)  # the blocked read ends; what was read is dropped
+        except OSError:
+            pass
+
     def _answer(self) -> None:
         def read_body(length: int) -> bytes:
-            return self.rfile.read(length)
+            body = self.rfile.read(length)
+            self._watchdog.cancel()
+            return body
 
+        if self.command != 'POST':
+            self._watchdog.cancel()  # the request is read: its answer may take its time
         try:
             answer = self.server.app.handle(self.command, self.path, self.headers, read_body)
+        except TimeoutError:
+            answer = error_answer(408, 'the body of the request did not come in time')
         except Exception:
             logger.exception('the status page failed to answer %s', self.command)
             answer = Answer(500, b'{"error":"internal error, see the log"}', 'application/json')
@@ -63,14 +96,37 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _answer
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """What a request that cannot be parsed gets: JSON, with the page's
+        headers, and the connection closed."""
+        self.log_error('code %d, message %s', code, message)
+        answer = error_answer(code, message or self.responses.get(code, ('error',))[0])
+        self.request_version = 'HTTP/1.0'  # (an unparsable one is taken for 0.9, which gets no headers)
+        self.send_response(code)
+        self.send_header('Content-Type', answer.content_type)
+        self.send_header('Content-Length', str(len(answer.body)))
+        for name, value in answer.headers.items():
+            self.send_header(name, value)
+        self.send_header('Connection', 'close')
+        self.close_connection = True
+        self.end_headers()
+        if getattr(self, 'command', None) != 'HEAD' and code >= 200 and code not in (204, 304):
+            self.wfile.write(answer.body)
+
+    def _clean(self, text: str) -> str:
+        """``text`` for the log: without the token, nor control characters."""
+        text = _QUERY_TOKEN.sub(r'\1[hidden]', text.replace(self.server.app.token, '[token]'))
+        return text.translate(_CONTROL)
+
     def log_message(self, format: str, *args: object) -> None:
-        # Never the query: it holds the token.
-        logger.info('%s %s', self.address_string(), format % args)
+        logger.info('%s %s', self.address_string(), self._clean(format % args))
 
     def log_request(self, code: int | str = '-', size: int | str = '-') -> None:
-        # a request line that could not be parsed leaves path and command unset
+        # Never the query: it holds the token.  (A request line that could
+        # not be parsed leaves path and command unset.)
         path = str(getattr(self, 'path', None) or '-').split('?', 1)[0]
-        logger.info('%s "%s %s" %s', self.address_string(), getattr(self, 'command', None), path[:200], code)
+        logger.info('%s "%s %s" %s', self.address_string(), self._clean(str(getattr(self, 'command', None))),
+                    self._clean(path[:200]), code)
 
 
 class StatusServer(ThreadingHTTPServer):
@@ -79,8 +135,9 @@ class StatusServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 64
 
-    def __init__(self, address: tuple[str, int], app: StatusApp):
+    def __init__(self, address: tuple[str, int], app: StatusApp, request_timeout: float = REQUEST_TIMEOUT):
         self.app = app
+        self.request_timeout = request_timeout
         host = address[0]
         self.address_family = socket.AF_INET6 if ':' in host else socket.AF_INET
         super().__init__(address, _Handler)
@@ -118,15 +175,16 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(infofile: PathLike, host: str = DEFAULT_HOST, port: int = 0, timeout: float = 5.0,
-          out: TextIO | None = None, err: TextIO | None = None) -> int:
+          out: TextIO | None = None, err: TextIO | None = None, request_timeout: float = REQUEST_TIMEOUT) -> int:
     """Serve the page of the server of ``infofile`` until SIGINT or SIGTERM;
     return the exit status.  Must run in the main thread (it handles those
     signals).  The infofile must exist (its key makes the token); the task
-    server itself may come and go: the page says when it does not answer."""
+    server itself may come and go: the page says when it does not answer.
+    ``request_timeout``: the seconds a client has to send a request."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     token = page_token(read_infofile(infofile)['authkey'])
-    httpd = StatusServer((host, port), StatusApp(infofile, token, timeout))
+    httpd = StatusServer((host, port), StatusApp(infofile, token, timeout, bound=host), request_timeout)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:

@@ -1,13 +1,17 @@
 'use strict';
-// The live status page: asks api/status every second and redraws the tables.
+// The live status page: asks api/status every second and updates the tables in place.
+// Rows are keyed (a task's id, a worker's pid, a queue's name): a row is made once, its cells
+// change only where their text changed, and it goes when its key does.  So a button the user is
+// clicking, or a traceback they unfolded, is never replaced under them.
 // Every text from the server goes in with textContent, never as HTML.
 (function () {
   const INTERVAL = 1000;
   const token = new URLSearchParams(window.location.search).get('token') || '';
   const csrfMeta = document.querySelector('meta[name="coldoc-csrf"]');
   const csrf = csrfMeta ? csrfMeta.content : '';  // in a Django site: its CSRF token
-  const openDetails = new Set();  // the failures whose traceback is unfolded
   const terminating = new Set();  // the tasks whose terminate button was pressed
+  const signatures = new WeakMap();  // a cell: the signature of what it shows
+  let updates = 0;  // the statuses applied (document.body.dataset.updates)
 
   function headers(extra) {
     const h = Object.assign({'Accept': 'application/json'}, extra || {});
@@ -21,6 +25,11 @@
     if (text !== undefined && text !== null) node.textContent = String(text);
     if (cls) node.className = cls;
     return node;
+  }
+
+  function setText(node, text) {
+    text = text === undefined || text === null ? '' : String(text);
+    if (node.textContent !== text) node.textContent = text;
   }
 
   function seconds(value) {
@@ -41,79 +50,129 @@
     return new Date(timestamp * 1000).toLocaleTimeString();
   }
 
-  function fill(tableId, rows, columns, emptyText) {
-    const body = document.querySelector('#' + tableId + ' tbody');
-    const fresh = document.createElement('tbody');
-    if (!rows.length) {
-      const tr = el('tr');
-      const td = el('td', emptyText, 'empty');
-      td.colSpan = columns;
-      tr.appendChild(td);
-      fresh.appendChild(tr);
-    }
-    rows.forEach(function (tr) { fresh.appendChild(tr); });
-    body.replaceWith(fresh);
+  // A cell: its class, a signature of what it shows, and how to draw it.  draw(td, made) is
+  // called when the cell is made (made true) and whenever its signature changes.
+  function text(value, cls) {
+    const shown = value === undefined || value === null ? '' : String(value);
+    return {cls: cls || '', sig: shown, draw: function (td) { setText(td, shown); }};
   }
 
-  function row(cells, id) {
-    const tr = el('tr');
-    if (id) tr.dataset.taskId = id;
-    cells.forEach(function (cell) { tr.appendChild(cell); });
-    return tr;
+  function sync(tableId, keyName, items, keyOf, cellsOf, emptyText, columns) {
+    const body = document.querySelector('#' + tableId + ' tbody');
+    const rows = new Map();
+    Array.from(body.rows).forEach(function (tr) {
+      if (tr.dataset[keyName] === undefined) tr.remove(); else rows.set(tr.dataset[keyName], tr);
+    });
+    let previous = null;
+    items.forEach(function (item) {
+      const key = String(keyOf(item));
+      const cells = cellsOf(item);
+      let tr = rows.get(key);
+      const made = tr === undefined;
+      if (made) {
+        tr = el('tr');
+        tr.dataset[keyName] = key;
+        cells.forEach(function () { tr.appendChild(el('td')); });
+      }
+      rows.delete(key);
+      cells.forEach(function (cell, i) {
+        const td = tr.cells[i];
+        if (td.className !== cell.cls) td.className = cell.cls;
+        if (made || signatures.get(td) !== cell.sig) {
+          signatures.set(td, cell.sig);
+          cell.draw(td, made);
+        }
+      });
+      const place = previous ? previous.nextSibling : body.firstChild;
+      if (place !== tr) body.insertBefore(tr, place);  // (moves an existing row: it stays the same)
+      previous = tr;
+    });
+    rows.forEach(function (tr) { tr.remove(); });
+    if (!items.length && !body.rows.length) {
+      const td = el('td', emptyText, 'empty');
+      td.colSpan = columns;
+      body.appendChild(el('tr')).appendChild(td);
+    }
   }
 
   function progressCell(report) {
-    const td = el('td', null, 'progress');
-    if (!report) { td.textContent = '-'; return td; }
-    if (report.total) {
-      const bar = el('progress');
-      bar.max = report.total;
-      bar.value = Math.min(report.done, report.total);
-      td.appendChild(bar);
-      td.appendChild(el('span', report.done + '/' + report.total + ' (' +
-        Math.round(100 * report.done / report.total) + '%)', 'ptext'));
-    } else {
-      td.appendChild(el('span', String(report.done), 'ptext'));
-    }
-    if (report.message) td.appendChild(el('span', report.message, 'ptext pmessage'));
-    return td;
+    return {cls: 'progress', sig: JSON.stringify(report || null), draw: function (td) {
+      td.replaceChildren();  // a bar and its texts: nothing to click
+      if (!report) { td.textContent = '-'; return; }
+      if (report.total) {
+        const bar = el('progress');
+        bar.max = report.total;
+        bar.value = Math.min(report.done, report.total);
+        td.appendChild(bar);
+        td.appendChild(el('span', report.done + '/' + report.total + ' (' +
+          Math.round(100 * report.done / report.total) + '%)', 'ptext'));
+      } else {
+        td.appendChild(el('span', String(report.done), 'ptext'));
+      }
+      if (report.message) td.appendChild(el('span', report.message, 'ptext pmessage'));
+    }};
   }
 
   function stateCell(state) {
-    return el('td', state, 'state state-' + state);
+    return text(state, 'state state-' + state);
   }
 
   function terminateCell(task) {
-    const td = el('td');
-    const button = el('button', terminating.has(task.id) || task.terminating ? 'terminating…' : 'terminate',
-      'terminate');
-    button.disabled = terminating.has(task.id) || Boolean(task.terminating);
-    button.addEventListener('click', function () { terminate(task.id, button); });
-    td.appendChild(button);
-    return td;
+    const busy = terminating.has(task.id) || Boolean(task.terminating);
+    return {cls: '', sig: String(busy), draw: function (td, made) {
+      if (made) {
+        const button = el('button', null, 'terminate');
+        button.type = 'button';
+        button.addEventListener('click', function () { terminate(task.id, button); });
+        td.appendChild(button);
+      }
+      const button = td.firstChild;
+      button.disabled = busy;
+      setText(button, busy ? 'terminating…' : 'terminate');
+    }};
   }
 
   function errorCell(task) {
-    const td = el('td', null, 'error');
     const error = task.error || {};
-    const text = error.type ? error.type + ': ' + error.message : (error.message || '');
-    if (!error.traceback) { td.textContent = text; return td; }
-    const details = el('details');
-    details.open = openDetails.has(task.id);
-    details.addEventListener('toggle', function () {
-      if (details.open) openDetails.add(task.id); else openDetails.delete(task.id);
+    const summary = error.type ? error.type + ': ' + error.message : (error.message || '');
+    const traceback = error.traceback || '';
+    return {cls: 'error', sig: JSON.stringify([summary, traceback]), draw: function (td) {
+      let details = td.querySelector('details');
+      if (!traceback) { if (details) details.remove(); setText(td, summary); return; }
+      if (!details) {
+        td.replaceChildren();
+        details = td.appendChild(el('details'));
+        details.appendChild(el('summary'));
+        details.appendChild(el('pre', null, 'traceback'));
+      }
+      setText(details.firstChild, summary);  // the <details> itself, open or not, stays
+      setText(details.lastChild, traceback);
+    }};
+  }
+
+  function counters(s) {
+    const list = document.getElementById('counters');
+    const pairs = Object.keys(s.counters).sort().map(function (name) {
+      return [name.replace(/_/g, ' '), s.counters[name]];
+    }).concat([['results held', s.results_held]]);
+    while (list.children.length > pairs.length) list.lastChild.remove();
+    pairs.forEach(function (pair, i) {
+      let div = list.children[i];
+      if (!div) {
+        div = list.appendChild(el('div'));
+        div.appendChild(el('dt'));
+        div.appendChild(el('dd'));
+      }
+      setText(div.firstChild, pair[0]);
+      setText(div.lastChild, pair[1]);
     });
-    details.appendChild(el('summary', text));
-    details.appendChild(el('pre', error.traceback, 'traceback'));
-    td.appendChild(details);
-    return td;
   }
 
   function render(data) {
     const banner = document.getElementById('banner');
-    document.getElementById('updated').textContent = new Date().toLocaleTimeString();
+    setText(document.getElementById('updated'), new Date().toLocaleTimeString());
     if (!data.available) {
-      banner.textContent = 'The task server does not answer: ' + data.error;
+      setText(banner, 'The task server does not answer: ' + data.error);
       banner.hidden = false;
       document.body.dataset.server = 'down';
       return;
@@ -121,62 +180,55 @@
     banner.hidden = true;
     document.body.dataset.server = 'up';
     const s = data.server;
-    document.getElementById('summary').textContent = 'pid ' + s.pid + ' · version ' + s.version + ' · up ' +
+    setText(document.getElementById('summary'), 'pid ' + s.pid + ' · version ' + s.version + ' · up ' +
       seconds(s.uptime) + ' · ' + s.clients + ' client connection(s) · memory ' + bytes(s.rss) +
-      (s.stopping ? ' · stopping' : '');
+      (s.stopping ? ' · stopping' : ''));
 
-    fill('queues', s.queues.map(function (q) {
-      return row([el('td', q.name), el('td', q.mode), el('td', q.concurrency, 'n'), el('td', q.running, 'n'),
-        el('td', q.queued, 'n'), el('td', q.lent_slots, 'n'), el('td', q.idle_workers, 'n')]);
-    }), 7, 'no queue');
+    sync('queues', 'queue', s.queues, function (q) { return q.name; }, function (q) {
+      return [text(q.name), text(q.mode), text(q.concurrency, 'n'), text(q.running, 'n'), text(q.queued, 'n'),
+        text(q.lent_slots, 'n'), text(q.idle_workers, 'n')];
+    }, 'no queue', 7);
 
-    fill('tasks', s.tasks.map(function (t) {
-      return row([el('td', t.id, 'id'), el('td', t.function), el('td', t.queue),
-        stateCell(t.terminating ? 'terminating' : t.state), progressCell(t.progress),
-        el('td', seconds(t.runtime), 'n elapsed'), el('td', t.worker_pid || '-', 'n'), terminateCell(t)], t.id);
-    }), 8, 'no task is running or queued');
+    terminating.forEach(function (id) {  // forget the tasks that went
+      if (!s.tasks.some(function (t) { return t.id === id; })) terminating.delete(id);
+    });
+    sync('tasks', 'taskId', s.tasks, function (t) { return t.id; }, function (t) {
+      return [text(t.id, 'id'), text(t.function), text(t.queue), stateCell(t.terminating ? 'terminating' : t.state),
+        progressCell(t.progress), text(seconds(t.runtime), 'n elapsed'), text(t.worker_pid || '-', 'n'),
+        terminateCell(t)];
+    }, 'no task is running or queued', 8);
     const shownQueued = s.tasks.filter(function (t) { return t.state === 'queued'; }).length;
     const more = document.getElementById('more-queued');
     more.hidden = s.tasks_queued <= shownQueued;
-    more.textContent = s.tasks_queued + ' tasks are queued in all; the first ' + shownQueued + ' are shown.';
+    setText(more, s.tasks_queued + ' tasks are queued in all; the first ' + shownQueued + ' are shown.');
 
-    fill('workers', (s.worker_processes || []).map(function (w) {
-      return row([el('td', w.pid, 'n'), el('td', w.queue), el('td', w.state),
-        el('td', w.task ? w.function + ' (' + w.task + ')' : '-'), el('td', w.tasks_done, 'n'),
-        el('td', seconds(w.age), 'n'), el('td', bytes(w.rss), 'n')]);
-    }), 7, 'no worker process');
+    sync('workers', 'pid', s.worker_processes || [], function (w) { return w.pid; }, function (w) {
+      return [text(w.pid, 'n'), text(w.queue), text(w.state), text(w.task ? w.function + ' (' + w.task + ')' : '-'),
+        text(w.tasks_done, 'n'), text(seconds(w.age), 'n'), text(bytes(w.rss), 'n')];
+    }, 'no worker process', 7);
 
-    fill('failures', (s.recent_failures || []).map(function (t) {
-      return row([el('td', when(t.finished)), el('td', t.id, 'id'), el('td', t.function), stateCell(t.state),
-        errorCell(t)], t.id);
-    }), 5, 'no failure');
+    sync('failures', 'taskId', s.recent_failures || [], function (t) { return t.id; }, function (t) {
+      return [text(when(t.finished)), text(t.id, 'id'), text(t.function), stateCell(t.state), errorCell(t)];
+    }, 'no failure', 5);
 
-    fill('recent', (s.recent_tasks || []).map(function (t) {
-      return row([el('td', when(t.finished)), el('td', t.id, 'id'), el('td', t.function), el('td', t.queue),
-        stateCell(t.state), el('td', seconds(t.runtime), 'n')], t.id);
-    }), 6, 'no task has ended yet');
+    sync('recent', 'taskId', s.recent_tasks || [], function (t) { return t.id; }, function (t) {
+      return [text(when(t.finished)), text(t.id, 'id'), text(t.function), text(t.queue), stateCell(t.state),
+        text(seconds(t.runtime), 'n')];
+    }, 'no task has ended yet', 6);
 
-    const counters = document.getElementById('counters');
-    const list = document.createElement('dl');
-    list.id = 'counters';
-    Object.keys(s.counters).sort().forEach(function (name) {
-      const pair = el('div');
-      pair.appendChild(el('dt', name.replace(/_/g, ' ')));
-      pair.appendChild(el('dd', s.counters[name]));
-      list.appendChild(pair);
-    });
-    const held = el('div');
-    held.appendChild(el('dt', 'results held'));
-    held.appendChild(el('dd', s.results_held));
-    list.appendChild(held);
-    counters.replaceWith(list);
+    counters(s);
   }
 
   function unreachable(why) {
     const banner = document.getElementById('banner');
-    banner.textContent = 'The status page does not answer: ' + why;
+    setText(banner, 'The status page does not answer: ' + why);
     banner.hidden = false;
     document.body.dataset.server = 'unreachable';
+  }
+
+  function applied() {
+    updates += 1;
+    document.body.dataset.updates = String(updates);
   }
 
   function refresh() {
@@ -185,7 +237,8 @@
         if (!response.ok) throw new Error('HTTP ' + response.status);
         return response.json();
       })
-      .then(render, function (error) { unreachable(error.message); })
+      .then(render)
+      .then(applied, function (error) { unreachable(error.message); })
       .finally(function () { window.setTimeout(refresh, INTERVAL); });
   }
 
@@ -194,21 +247,23 @@
     button.disabled = true;
     button.textContent = 'terminating…';
     const note = document.getElementById('action');
+    function failed(why) {
+      terminating.delete(taskId);
+      button.disabled = false;
+      button.textContent = 'terminate';
+      note.hidden = false;
+      note.textContent = 'terminate ' + taskId + ' failed: ' + why;
+    }
     fetch('api/terminate', {method: 'POST', cache: 'no-store', credentials: 'same-origin',
       headers: headers({'Content-Type': 'application/json'}), body: JSON.stringify({task_id: taskId})})
       .then(function (response) {
         return response.json().then(function (answer) { return [response.ok, answer]; });
       })
       .then(function (result) {
+        if (!result[0]) { failed(result[1].error); return; }
         note.hidden = false;
-        note.textContent = result[0] ? 'task ' + taskId + ': ' + result[1].state
-          : 'terminate ' + taskId + ' failed: ' + result[1].error;
-        if (!result[0]) terminating.delete(taskId);
-      }, function (error) {
-        terminating.delete(taskId);
-        note.hidden = false;
-        note.textContent = 'terminate ' + taskId + ' failed: ' + error.message;
-      });
+        note.textContent = 'task ' + taskId + ': ' + result[1].state;
+      }, function (error) { failed(error.message); });
   }
 
   if (token) {
