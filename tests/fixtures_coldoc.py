@@ -23,6 +23,15 @@ BACKENDS: list[str] = ['coldoc_reuse', 'coldoc_fresh']
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
+def log_tail(logfile: str, lines: int = 40) -> str:
+    """The last ``lines`` of a server's log, to explain a failure."""
+    try:
+        with open(logfile, encoding='utf-8', errors='replace') as stream:
+            return ''.join(stream.readlines()[-lines:])
+    except FileNotFoundError:
+        return '(no log)'
+
+
 @dataclasses.dataclass
 class RunningServer:
     """A coldoc server started by a fixture: where to find it."""
@@ -33,11 +42,7 @@ class RunningServer:
     pid: int
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            with open(self.logfile, encoding='utf-8', errors='replace') as stream:
-                return ''.join(stream.readlines()[-lines:])
-        except FileNotFoundError:
-            return '(no log)'
+        return log_tail(self.logfile, lines)
 
 
 def start_server(*extra_args, queues=('default:2:reuse',), **options) -> RunningServer:

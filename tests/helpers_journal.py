@@ -9,7 +9,7 @@ import signal
 import tempfile
 
 from coldoc_tasks.coldoc_tasks import shutdown, tasks_daemon_start
-from tests.fixtures_coldoc import ROOT
+from tests.fixtures_coldoc import ROOT, log_tail
 from tests.helpers import wait_process_gone
 
 
@@ -60,8 +60,4 @@ class JournalServer:
             return 0
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            with open(self.logfile, encoding='utf-8', errors='replace') as stream:
-                return ''.join(stream.readlines()[-lines:])
-        except FileNotFoundError:
-            return '(no log)'
+        return log_tail(self.logfile, lines)
