@@ -90,7 +90,7 @@ class CeleryRoute:
         return None  # which queues the workers consume is theirs to say
 
     def submit(self, spec: dict[str, Any]) -> None:
-        from ...celery.claims import mark_submitted, results_expire_after
+        from ...celery.claims import results_expire_after
         from ...celery.worker import RUN_TASK_NAME
 
         backend = self._backend()
@@ -98,7 +98,6 @@ class CeleryRoute:
         data = dumps_call(run_on_celery, (spec,), {})
         backend.client.set(_SPEC_PREFIX + task_id, encode_spec({**spec, 'submitted': time.time()}),
                            ex=results_expire_after(backend))
-        mark_submitted(backend, task_id)
         options: dict[str, Any] = {}
         if spec['queue_name'] != 'default':
             options['queue'] = spec['queue_name']
