@@ -10,6 +10,7 @@ import os
 import pickle
 import signal
 import threading
+import time
 
 import pytest
 
@@ -309,3 +310,30 @@ def test_the_journal_options_are_checked(tmp_path):
     done = run_cli('coldoc', 'start', infofile, '--stop-queued', 'later')
     assert done.returncode == 2 and 'must be one of cancel, keep, drain' in done.stderr, done.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_priorities_and_deferred_tasks_survive_a_crash(journal_server, tmp_path):
+    server = journal_server(queues=('default:1:reuse',))
+    runs, never = str(tmp_path), str(tmp_path / 'never')
+    F = bind_fork_class(server.infofile)
+    blocker = F()
+    blocker.run(jobs.record_run, runs, 'blocker', 'ok', never)  # holds the only slot until the crash
+    wait_until(lambda: server.runs(runs, 'blocker') == 1, 30, 'the blocker to start')
+    order = tmp_path / 'order'
+    low, high = F(priority=-5), F(priority=5)
+    low.run(jobs.append_line, str(order), 'low')
+    high.run(jobs.append_line, str(order), 'high')
+    when = time.time() + 3
+    later = F(run_after=when)
+    later.run(jobs.record_time, str(tmp_path / 'later'))
+    wait_until(lambda: status(server.infofile)['tasks_deferred'] == 1, 30, 'the deferred task to be held')
+    server.kill()
+    server.start()
+    with pytest.raises(ColdocTasksProcessLookupError, match='stopped while the task ran'):
+        blocker.wait(timeout=60)
+    low.wait(timeout=60)
+    high.wait(timeout=60)
+    # queued again all at once, then started by priority, not in the order of the journal
+    assert order.read_text().split() == ['high', 'low']
+    assert later.wait(timeout=60) >= when
+    assert server.runs(runs, 'blocker') == 1

@@ -142,6 +142,20 @@ class Recorder:
         server = self.server
         counts: collections.Counter = collections.Counter()
         self._recovered = {item.task_id for item in recovered}
+        server.pool.paused = True  # every task is queued before any starts: priorities order them, not the journal
+        try:
+            self._recover(recovered, counts)
+        finally:
+            server.pool.paused = False
+        for queue in server.pool.queues.values():
+            server.pool.dispatch(queue)
+        if recovered:
+            logger.info('journal %s: %d tasks queued again, %d running ones run again, %d reported lost, '
+                        '%d results kept', self.journal.path, counts['queued'], counts['retried'], counts['lost'],
+                        counts['results'])
+
+    def _recover(self, recovered: list[RecoveredTask], counts: collections.Counter) -> None:
+        server = self.server
         for item in recovered:
             try:
                 message = decode(item.header, (Submit,))
@@ -175,7 +189,3 @@ class Recorder:
                 counts['queued'] += 1
             task = server._accept_task(message, item.call, None, submitted=item.submitted)
             task.retries, task.shared = retries, item.shared
-        if recovered:
-            logger.info('journal %s: %d tasks queued again, %d running ones run again, %d reported lost, '
-                        '%d results kept', self.journal.path, counts['queued'], counts['retried'], counts['lost'],
-                        counts['results'])

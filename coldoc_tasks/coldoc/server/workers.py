@@ -77,6 +77,8 @@ class WorkerPool(QueueRouting):
         self.workers: dict[int, Worker] = {}
         #: the server is stopping: a worker that finishes its task leaves
         self.draining = False
+        #: tasks are queued but none starts (while the journal is read back, so that priorities hold)
+        self.paused = False
 
     # -- tasks ----------------------------------------------------------------
 
@@ -88,6 +90,8 @@ class WorkerPool(QueueRouting):
 
     def dispatch(self, queue: Queue) -> None:
         """Start queued tasks while the queue has free slots."""
+        if self.paused:
+            return
         pending = queue.pending
         while queue.running < queue.limit and (task := pending.first()) is not None:
             if task.state != QUEUED:  # cancelled while it waited
