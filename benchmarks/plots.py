@@ -7,7 +7,7 @@ import os
 
 COLORS = {'coldoc-reuse': '#1f77b4', 'coldoc-fresh': '#aec7e8', 'ppe': '#2ca02c', 'huey': '#ff7f0e',
           'celery-peer': '#d62728', 'rq': '#9467bd', 'barefork': '#8c564b', 'simple': '#c49c94',
-          'nofork': '#7f7f7f', 'celery': '#ff9896'}
+          'nofork': '#7f7f7f', 'celery': '#ff9896', 'coldoc-journal': '#17becf', 'coldoc-journal-second': '#9edae5'}
 
 
 def _pyplot():
@@ -60,7 +60,7 @@ def _overview(plt, run, path: str, labels: dict) -> str | None:
     if not systems:
         return None
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
-    names = [labels[s] for s in systems]
+    names = [labels.get(s, s) for s in systems]
     positions = range(len(systems))
     p50 = [run.value(s, 'W1', 'p50_ms') for s in systems]
     p99 = [run.value(s, 'W1', 'p99_ms') for s in systems]
@@ -71,7 +71,7 @@ def _overview(plt, run, path: str, labels: dict) -> str | None:
     left.set_title('W1: round trip of a trivial task\n(lower is better)')
     left.legend(fontsize=8)
     rates = [run.value(s, 'W2', 'rate', 'median') for s in systems]
-    right.barh(list(positions), rates, color=[COLORS.get(s) for s in systems])
+    right.barh(list(positions), rates, color=[COLORS.get(s, '#999999') for s in systems])
     right.set_xscale('log')
     right.set_xlabel('throughput (tasks/s, log scale)')
     right.set_title('W2: tasks submitted, then all collected\n(higher is better)')

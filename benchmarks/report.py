@@ -15,6 +15,8 @@ LABELS = {
     'nofork': 'nofork (inline)', 'simple': 'simple (fork per task)', 'celery': 'celery backend (ours)',
     'ppe': 'ProcessPoolExecutor(2)', 'barefork': 'bare os.fork() + pipe', 'celery-peer': 'Celery 5 + Redis',
     'rq': 'RQ + Redis', 'huey': 'huey + Redis',
+    'coldoc-journal': 'coldoc, reused, journal synced every batch',
+    'coldoc-journal-second': 'coldoc, reused, journal synced every second',
 }
 
 
