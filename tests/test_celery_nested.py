@@ -143,8 +143,10 @@ def test_terminate_a_subtask_from_another_process(celery_worker, rendezvous):
     still_serves(celery_worker)
 
 
-def test_terminate_a_subtask_from_the_task_waiting_for_it(celery_worker, rendezvous):
-    fork_class = celery_worker.fork_class
+def test_terminate_a_subtask_from_the_task_waiting_for_it(one_slot_worker, rendezvous):
+    # one pool process, busy with the waiting task: nobody else can take the
+    # subtask, so it must run in the waiter's child
+    fork_class = one_slot_worker.fork_class
     f = fork_class()
     f.run(jobs_celery.terminate_a_subtask, fork_class, rendezvous.address)
     pids = {}
@@ -159,4 +161,4 @@ def test_terminate_a_subtask_from_the_task_waiting_for_it(celery_worker, rendezv
     said = f.wait(timeout=30)
     assert said.startswith('ColdocTasksProcessLookupError') and 'terminated' in said
     assert wait_process_gone(inner_pid, 10) and wait_process_gone(grandchild, 10)
-    still_serves(celery_worker)
+    still_serves(one_slot_worker)

@@ -507,7 +507,8 @@ def test_the_log_holds_no_token_nor_control_characters(coldoc_server):
         page.raw(f'{page.token} / HTTP/1.1\r\n\r\n'.encode())  # an unknown method
         page.raw(f'GET /\x1b[2J?token={page.token} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n'
                  .encode())
-        page.raw(f'GET /?token={page.token}\x1b HTTP/1.1\r\n\r\n'.encode())
+        page.raw(f'GET /?token={page.token}\x1b HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n'
+                 .encode())
         page.request('nothing-here', token='header')
     finally:
         assert page.stop() == 0
