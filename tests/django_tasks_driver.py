@@ -221,6 +221,53 @@ def progress() -> dict:
     return {'status': str(result.status), 'progress': None if report is None else list(report)}
 
 
+def json_contract() -> dict:
+    """Arguments and values that JSON cannot hold, or would change."""
+    from tests import django_tasks_jobs as jobs
+
+    refused = {}
+    for name, args, kwargs in [('int_key', ({1: 'one'},), {}), ('nested_int_key', (), {'deep': [{'x': {2: 0}}]}),
+                               ('nan', (1, float('nan')), {})]:
+        try:
+            result = use(jobs.echo).enqueue(*args, **kwargs)
+        except (TypeError, ValueError) as exc:
+            refused[name] = f'{type(exc).__name__}: {exc}'
+        else:
+            refused[name] = f'enqueued as {result.id}'
+    found = {'refused': refused}
+    for name, job in [('int_keys', jobs.return_int_keys), ('infinity', jobs.return_infinity)]:
+        result = use(job).enqueue()
+        wait_finished(result)
+        found[name] = {'status': str(result.status), 'errors': _errors(result),
+                       'return_value_error': _return_value_error(result)}
+    return found
+
+
+def async_api() -> dict:
+    """``aenqueue``, ``aget_result`` and ``arefresh``, with a whole float
+    priority and a ``run_after`` in the past (both valid for Django)."""
+    import asyncio
+
+    from django.utils import timezone
+
+    from tests import django_tasks_jobs as jobs
+
+    async def run() -> dict:
+        late = use(jobs.add).using(priority=5.0, run_after=timezone.now() - datetime.timedelta(days=1))
+        result = await late.aenqueue(20, 22)
+        read = await use(jobs.add).aget_result(result.id)
+        deadline = time.monotonic() + 60
+        while not result.is_finished:
+            if time.monotonic() > deadline:
+                raise AssertionError(f'task {result.id} still {result.status} after 60 s')
+            await asyncio.sleep(0.02)
+            await result.arefresh()
+        return {'status': str(result.status), 'value': result.return_value, 'read_id': read.id == result.id,
+                'read_priority': read.task.priority, 'attempts': result.attempts}
+
+    return asyncio.run(run())
+
+
 def main(argv: list[str]) -> int:
     import django
 

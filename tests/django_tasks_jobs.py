@@ -71,6 +71,17 @@ def return_unserialisable():
 
 
 @task
+def return_int_keys():
+    """A dict JSON would change: its keys would become strings."""
+    return {1: 'one'}
+
+
+@task
+def return_infinity():
+    return float('inf')
+
+
+@task
 async def async_double(x):
     await asyncio.sleep(0)
     return {'value': 2 * x, 'in_loop': asyncio.get_running_loop().is_running()}

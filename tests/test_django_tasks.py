@@ -144,6 +144,24 @@ def test_misuse_is_refused_with_django_s_errors(site):
     assert found['aware_defer_ok'] == 'READY'
 
 
+def test_arguments_and_values_that_json_would_change_are_refused(site):
+    found = scenario(site, 'json_contract')
+    refused = found['refused']
+    assert refused['int_key'] == "TypeError: args[0] has the key 1, a int: JSON would make it the string '1'"
+    assert refused['nested_int_key'].startswith("TypeError: kwargs['deep'][0]['x'] has the key 2")
+    assert refused['nan'] == 'ValueError: args[1] is nan, which JSON cannot hold'
+    for name, kind, message in [('int_keys', 'TypeError', 'the return value has the key 1'),
+                                ('infinity', 'ValueError', 'the return value is inf, which JSON cannot hold')]:
+        (error,) = found[name]['errors']
+        assert found[name]['status'] == 'FAILED' and found[name]['return_value_error'] == 'Task failed'
+        assert error['path'] == f'builtins.{kind}' and message in error['traceback'], error
+
+
+def test_the_async_api_a_whole_float_priority_and_a_past_run_after(site):
+    found = scenario(site, 'async_api')
+    assert found == {'status': 'SUCCESSFUL', 'value': 42, 'read_id': True, 'read_priority': 5, 'attempts': 1}
+
+
 def test_a_deferred_task_does_not_start_before_its_time(site):
     found = scenario(site, 'defer', '1.0')
     assert found['status'] == 'SUCCESSFUL' and found['status_after_enqueue'] == 'READY'

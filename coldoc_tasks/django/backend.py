@@ -39,7 +39,7 @@ from .tasks.api import (
     TaskResultStatus,
     task_enqueued,
 )
-from .tasks.results import decode_spec, make_spec, result_from_facts, task_from_spec
+from .tasks.results import decode_spec, make_spec, require_json, result_from_facts, task_from_spec
 from .tasks.routes import ROUTES, make_route
 
 __all__ = ['ColdocTasksBackend', 'OPTION_NAMES']
@@ -100,12 +100,14 @@ class ColdocTasksBackend(BaseTaskBackend):
         super().validate_task(task)
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
-        """Send the task to the server; return its READY result at once."""
+        """Send the task to the server; return its READY result at once.
+        Arguments that JSON cannot hold, or would change (a dict key that is
+        not a str, a NaN), raise ``TypeError`` or ``ValueError`` here."""
         self.validate_task(task)
         result = TaskResult(
             task=task, id=new_task_id(), status=TaskResultStatus.READY, enqueued_at=timezone.now(),
-            started_at=None, finished_at=None, last_attempted_at=None, args=args, kwargs=kwargs,
-            backend=self.alias, errors=[], worker_ids=[])
+            started_at=None, finished_at=None, last_attempted_at=None, args=require_json(args, 'args'),
+            kwargs=require_json(kwargs, 'kwargs'), backend=self.alias, errors=[], worker_ids=[])
         self.route.submit(make_spec(result))
         task_enqueued.send(type(self), task_result=result)
         return result

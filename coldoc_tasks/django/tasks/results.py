@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 import socket
 import traceback
 from typing import Any
@@ -31,9 +32,9 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from ...exceptions import ColdocTasksProcessLookupError
-from .api import Task, TaskError, TaskResult, TaskResultStatus
+from .api import Task, TaskError, TaskResult, TaskResultStatus, normalize_json
 
-__all__ = ['SPEC_VERSION', 'TaskFailure', 'class_path', 'make_spec', 'encode_spec', 'decode_spec',
+__all__ = ['SPEC_VERSION', 'TaskFailure', 'class_path', 'require_json', 'make_spec', 'encode_spec', 'decode_spec',
            'task_from_spec', 'worker_id', 'to_datetime', 'from_timestamp', 'result_from_facts']
 
 SPEC_VERSION = 1
@@ -71,11 +72,44 @@ def from_timestamp(moment: datetime.datetime | None) -> float | None:
     return moment.timestamp()
 
 
+def _json_problem(value: Any, where: str) -> Exception | None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return TypeError(f'{where} has the key {key!r}, a {type(key).__name__}: JSON would make it the '
+                                 f'string {json.dumps(key)!r}')
+            problem = _json_problem(item, f'{where}[{key!r}]')
+            if problem is not None:
+                return problem
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            problem = _json_problem(item, f'{where}[{index}]')
+            if problem is not None:
+                return problem
+    elif isinstance(value, float) and not math.isfinite(value):
+        return ValueError(f'{where} is {value!r}, which JSON cannot hold')
+    return None
+
+
+def require_json(value: Any, where: str) -> Any:
+    """``value`` as Django normalises it for JSON (``normalize_json``: a
+    tuple becomes a list, bytes a str; other types raise ``TypeError``),
+    checked to come back from JSON unchanged, as a task's arguments and
+    value must: a key that is not a str raises ``TypeError``, a NaN or an
+    infinity ``ValueError``, each naming where it is (``where``: the name of
+    ``value``, such as ``args``)."""
+    value = normalize_json(value)
+    problem = _json_problem(value, where)
+    if problem is not None:
+        raise problem
+    return value
+
+
 def make_spec(result: TaskResult) -> dict[str, Any]:
     """The spec of a task just enqueued as ``result`` (see the module)."""
     task = result.task
     return {'v': SPEC_VERSION, 'id': result.id, 'task': task.module_path, 'backend': result.backend,
-            'queue_name': task.queue_name, 'priority': task.priority, 'takes_context': task.takes_context,
+            'queue_name': task.queue_name, 'priority': int(task.priority), 'takes_context': task.takes_context,
             'run_after': from_timestamp(task.run_after), 'enqueued_at': from_timestamp(result.enqueued_at),
             'args': result.args, 'kwargs': result.kwargs}
 

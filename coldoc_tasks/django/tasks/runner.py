@@ -6,7 +6,9 @@ that takes a context gets a ``TaskContext`` first), and sends
 ``task_finished``, as Django's own workers do.
 
 It returns the task's value made JSON (as Django requires; a value that
-cannot be, fails the task with Django's ``TypeError``), or raises
+cannot be, or that JSON would change, such as a dict with int keys or an
+infinity, fails the task with a ``TypeError`` or ``ValueError`` saying
+where the value is wrong), or raises
 :class:`~.results.TaskFailure` with the task's exception as Django records
 it, so that the server counts the task as failed and any process reads why
 without importing the exception's class.
@@ -22,8 +24,8 @@ from typing import Any
 from django.utils import timezone
 
 from ...aio import run_coroutine
-from .api import TaskContext, TaskError, TaskResult, TaskResultStatus, normalize_json, task_finished, task_started
-from .results import TaskFailure, class_path, task_from_spec, to_datetime, worker_id
+from .api import TaskContext, TaskError, TaskResult, TaskResultStatus, task_finished, task_started
+from .results import TaskFailure, class_path, require_json, task_from_spec, to_datetime, worker_id
 
 __all__ = ['run_task']
 
@@ -43,7 +45,7 @@ def run_task(spec: dict[str, Any]) -> Any:
         value = task.func(*args, **result.kwargs)
         if inspect.iscoroutine(value):
             value = run_coroutine(value)
-        value = normalize_json(value)
+        value = require_json(value, 'the return value')
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # every failure of the task is its result
