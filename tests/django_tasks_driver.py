@@ -243,6 +243,47 @@ def json_contract() -> dict:
     return found
 
 
+def _outcome(call) -> str:
+    """What ``call()`` gave: the status and backend of a result, or the exception."""
+    try:
+        result = call()
+    except Exception as exc:
+        return f'{type(exc).__name__}: {exc}'
+    return f'{result.status} {result.backend}'
+
+
+def results_of_others() -> dict:
+    """Ids of another alias, and of a task of the server that is not Django's."""
+    from coldoc_tasks.coldoc.records import describe, submit_kept
+    from coldoc_tasks.coldoc.records import terminate as terminate_task
+    from coldoc_tasks.django.settings import read_settings
+    from coldoc_tasks.django.tasks.api import task_backends
+    from tests import django_tasks_jobs as jobs
+
+    default, other = task_backends['default'], task_backends['other']
+    on_default = jobs.add.enqueue(1, 2)
+    on_other = jobs.add.using(backend='other').enqueue(3, 4)
+    wait_finished(on_default)
+    wait_finished(on_other)
+    infofile = read_settings().infofile
+    plain = submit_kept(infofile, time.sleep, (0,), run_after=time.time() + 3600)
+    found = {
+        'other_reads_default': _outcome(lambda: other.get_result(on_default.id)),
+        'default_reads_other': _outcome(lambda: default.get_result(on_other.id)),
+        'other_reads_own': _outcome(lambda: other.get_result(on_other.id)),
+        'other_value': on_other.return_value,
+        'plain_read': _outcome(lambda: default.get_result(plain)),
+        'plain_terminate': _outcome(lambda: default.terminate(plain)),
+        'plain_state': describe(infofile, plain).state,
+        'other_terminates_default': _outcome(lambda: other.terminate(on_default.id)),
+        'finished_terminate': _outcome(lambda: default.terminate(on_default.id)),
+        'finished_value': default.get_result(on_default.id).return_value,
+        'unknown_terminate': _outcome(lambda: default.terminate('0' * 32)),
+    }
+    terminate_task(infofile, plain)
+    return found
+
+
 def async_api() -> dict:
     """``aenqueue``, ``aget_result`` and ``arefresh``, with a whole float
     priority and a ``run_after`` in the past (both valid for Django)."""

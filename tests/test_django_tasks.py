@@ -36,7 +36,8 @@ APPS = ['django.contrib.contenttypes', 'django.contrib.staticfiles', 'coldoc_tas
 
 
 def configure(site: Site, **settings) -> None:
-    settings.setdefault('TASKS', {'default': {'BACKEND': BACKEND, 'QUEUES': ['default', 'solo']}})
+    settings.setdefault('TASKS', {'default': {'BACKEND': BACKEND, 'QUEUES': ['default', 'solo']},
+                                  'other': {'BACKEND': BACKEND, 'QUEUES': ['default', 'solo']}})
     site.configure(INSTALLED_APPS=APPS, COLDOC_TASKS_AUTOSTART=None, COLDOC_TASKS_QUEUES=['default:2', 'solo:1'],
                    ROOT_URLCONF='tests.django_tasks_urls', **settings)
 
@@ -155,6 +156,17 @@ def test_arguments_and_values_that_json_would_change_are_refused(site):
         (error,) = found[name]['errors']
         assert found[name]['status'] == 'FAILED' and found[name]['return_value_error'] == 'Task failed'
         assert error['path'] == f'builtins.{kind}' and message in error['traceback'], error
+
+
+def test_a_backend_knows_only_the_results_of_its_own_tasks(site):
+    found = scenario(site, 'results_of_others')
+    assert found['other_reads_own'] == 'SUCCESSFUL other' and found['other_value'] == 7
+    for name in ('other_reads_default', 'default_reads_other', 'plain_read', 'other_terminates_default'):
+        assert found[name].startswith('TaskResultDoesNotExist'), (name, found[name])
+    # the task that is not Django's was neither read nor stopped
+    assert found['plain_terminate'].startswith('TaskResultDoesNotExist') and found['plain_state'] == 'deferred'
+    assert found['finished_terminate'] == 'SUCCESSFUL default' and found['finished_value'] == 3
+    assert found['unknown_terminate'].startswith('TaskResultDoesNotExist')
 
 
 def test_the_async_api_a_whole_float_priority_and_a_past_run_after(site):

@@ -115,9 +115,16 @@ class ColdocTasksBackend(BaseTaskBackend):
     def get_result(self, result_id: str) -> TaskResult:
         """The task's result as the server knows it now; raise
         ``TaskResultDoesNotExist`` for an id it does not know (never
-        enqueued, or its result retention passed)."""
+        enqueued, or its result retention passed), and for an id that is
+        not of a task enqueued through this backend (another alias, or a
+        task the server runs for something other than Django)."""
         facts = self._facts(result_id)
-        spec = decode_spec(facts.record)
+        try:
+            spec = decode_spec(facts.record)
+        except ValueError as exc:
+            raise TaskResultDoesNotExist(result_id) from exc
+        if spec.get('backend') != self.alias:
+            raise TaskResultDoesNotExist(result_id)
         return result_from_facts(facts, spec, task_from_spec(spec))
 
     def terminate(self, result_id: str) -> TaskResult:
@@ -127,8 +134,9 @@ class ColdocTasksBackend(BaseTaskBackend):
         it ends FAILED, its error a ``ColdocTasksProcessLookupError`` saying
         so; a task that had ended stays as it was.  Return the result as it
         is once the request is made (``refresh()`` it to see the end of a
-        running task)."""
-        self._facts(result_id)
+        running task).  An id :meth:`get_result` does not know raises
+        ``TaskResultDoesNotExist``, and nothing is stopped."""
+        self.get_result(result_id)
         self.route.terminate(result_id)
         return self.get_result(result_id)
 
