@@ -284,6 +284,19 @@ def results_of_others() -> dict:
     return found
 
 
+def terminate_ended() -> dict:
+    """``terminate`` of a finished task, and of an unknown id."""
+    from coldoc_tasks.django.tasks.api import task_backends
+    from tests import django_tasks_jobs as jobs
+
+    backend = task_backends[alias()]
+    finished = use(jobs.add).enqueue(2, 3)
+    wait_finished(finished)
+    return {'finished': _outcome(lambda: backend.terminate(finished.id)),
+            'value': backend.get_result(finished.id).return_value,
+            'unknown': _outcome(lambda: backend.terminate('0' * 32))}
+
+
 def async_api() -> dict:
     """``aenqueue``, ``aget_result`` and ``arefresh``, with a whole float
     priority and a ``run_after`` in the past (both valid for Django)."""

@@ -96,3 +96,9 @@ def test_priority_is_refused_on_celery_and_unknown_ids_do_not_exist(site):
     found = scenario(site, 'validation', backend='celery')
     assert 'does not support setting priority' in found['refused']['priority_5']
     assert found['unknown'].startswith('TaskResultDoesNotExist')
+
+
+def test_terminate_leaves_a_finished_task_and_refuses_an_unknown_id_on_celery(site):
+    found = scenario(site, 'terminate_ended', backend='celery')
+    assert found['finished'] == 'SUCCESSFUL celery' and found['value'] == 5
+    assert found['unknown'].startswith('TaskResultDoesNotExist')
