@@ -203,11 +203,13 @@ def terminate(gate: str) -> dict:
     backend = task_backends[alias()]
     deferred = use(jobs.add).using(run_after=timezone.now() + datetime.timedelta(hours=1)).enqueue(1, 2)
     cancelled = backend.terminate(deferred.id)
+    read_again = backend.get_result(deferred.id)
     running = jobs.wait_for_gate.using(queue_name='default', backend=alias()).enqueue(gate)
     wait_finished(running, statuses=('RUNNING',))
     backend.terminate(running.id)
     wait_finished(running)
     return {'cancelled': [str(cancelled.status), _errors(cancelled), cancelled.started_at],
+            'cancelled_finished_at': [_times(cancelled)['finished_at'], _times(read_again)['finished_at']],
             'terminated': [str(running.status), _errors(running)]}
 
 

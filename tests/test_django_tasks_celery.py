@@ -88,6 +88,8 @@ def test_terminate_on_celery(site):
     found = scenario(site, 'terminate', gate, backend='celery')
     status, errors, started_at = found['cancelled']
     assert (status, started_at) == ('FAILED', None)
+    first, again = found['cancelled_finished_at']
+    assert first is not None and first == again  # it ended once, however often it is read
     assert errors[0]['path'] == 'coldoc_tasks.exceptions.ColdocTasksProcessLookupError'
     assert found['terminated'][0] == 'FAILED'
 
