@@ -77,15 +77,24 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def _answer(self) -> None:
+        body_read = False
+
         def read_body(length: int) -> bytes:
+            nonlocal body_read
             body = self.rfile.read(length)
+            body_read = True
             self._watchdog.cancel()
             return body
 
         if self.command != 'POST':
             self._watchdog.cancel()  # the request is read: its answer may take its time
+        chunked = self.headers.get('Transfer-Encoding') is not None
         try:
-            answer = self.server.app.handle(self.command, self.path, self.headers, read_body)
+            if chunked:  # not read: where its body ends is then unknown
+                answer = error_answer(501, 'a body in chunks (Transfer-Encoding) is not supported: '
+                                           'send a Content-Length')
+            else:
+                answer = self.server.app.handle(self.command, self.path, self.headers, read_body)
         except TimeoutError:
             answer = error_answer(408, 'the body of the request did not come in time')
         except Exception:
@@ -96,8 +105,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header('Content-Length', str(len(answer.body)))
         for name, value in answer.headers.items():
             self.send_header(name, value)
-        if self.command == 'POST' and answer.status != 200:
-            self.send_header('Connection', 'close')  # its body may be left unread
+        # A body left unread would be taken for the next request on the connection.
+        unread = not body_read and (self.headers.get('Content-Length') or '0').strip() != '0'
+        if chunked or unread or (self.command == 'POST' and answer.status != 200):
+            self.send_header('Connection', 'close')
             self.close_connection = True
         self.end_headers()
         if self.command != 'HEAD':
@@ -170,6 +181,15 @@ class StatusServer(ThreadingHTTPServer):
         except BaseException:
             self._slots.release()  # no thread took it
             raise
+
+    def handle_error(self, request: socket.socket, client_address: tuple) -> None:
+        """A client that went away is no error of the page's (and says
+        nothing in the log); anything else goes to the log, not to stderr."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            logger.debug('a client of the status page went away: %s', error)
+        else:
+            logger.error('the status page failed on a connection', exc_info=error)
 
     def process_request_thread(self, request: socket.socket, client_address: tuple) -> None:
         try:
