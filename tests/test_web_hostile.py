@@ -50,6 +50,12 @@ def test_a_body_the_page_does_not_read_is_not_taken_for_a_request(web):
                            + b'Transfer-Encoding: chunked\r\n\r\n' + chunked + hidden, timeout=30)
         assert _answers(received) == [b'HTTP/1.1 501 Not Implemented'], received[:300]
         assert b'Transfer-Encoding' in received.partition(b'\r\n\r\n')[2]
+    # two lengths: which one a proxy in front took is unknown
+    received = web.raw(b'POST /api/terminate HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Coldoc-Token: ' + web.token.encode()
+                       + b'\r\nContent-Type: application/json\r\nContent-Length: ' + str(len(body)).encode()
+                       + b'\r\nContent-Length: 0\r\n\r\n' + body + hidden, timeout=30)
+    assert _answers(received) == [b'HTTP/1.1 400 Bad Request'], received[:300]
+    assert b'more than one Content-Length' in received
     # a body of 0 bytes, or a POST's that is read, leaves the connection open
     with socket.create_connection(web.address, timeout=30) as sock:
         for _ in range(2):

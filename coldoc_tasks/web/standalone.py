@@ -88,11 +88,15 @@ class _Handler(BaseHTTPRequestHandler):
 
         if self.command != 'POST':
             self._watchdog.cancel()  # the request is read: its answer may take its time
+        # Where the body ends must be beyond doubt, else it is not read (and the connection is closed).
         chunked = self.headers.get('Transfer-Encoding') is not None
+        lengths = len(self.headers.get_all('Content-Length') or ())
         try:
-            if chunked:  # not read: where its body ends is then unknown
+            if chunked:
                 answer = error_answer(501, 'a body in chunks (Transfer-Encoding) is not supported: '
                                            'send a Content-Length')
+            elif lengths > 1:
+                answer = error_answer(400, 'more than one Content-Length')
             else:
                 answer = self.server.app.handle(self.command, self.path, self.headers, read_body)
         except TimeoutError:
@@ -107,7 +111,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         # A body left unread would be taken for the next request on the connection.
         unread = not body_read and (self.headers.get('Content-Length') or '0').strip() != '0'
-        if chunked or unread or (self.command == 'POST' and answer.status != 200):
+        if chunked or lengths > 1 or unread or (self.command == 'POST' and answer.status != 200):
             self.send_header('Connection', 'close')
             self.close_connection = True
         self.end_headers()
