@@ -23,7 +23,7 @@ from ..exceptions import (
 )
 from ..selfcheck import run_checks
 from ..terminal import WaitNote
-from ..web.standalone import DEFAULT_HOST, REQUEST_TIMEOUT, parse_bind, serve
+from ..web.standalone import DEFAULT_HOST, MAX_CONNECTIONS, REQUEST_TIMEOUT, parse_bind, serve
 from .compat import temporary_logfile
 from .control import ping, server_pid, status
 from .daemon import AUTHKEY_ENV, READY, tasks_daemon_start
@@ -233,6 +233,13 @@ def _request_timeout(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _max_connections(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f'the number of connections must be a whole number, 1 or more, '
+                                         f'not {text!r}')
+    return int(text)
+
+
 def _bind(text: str) -> tuple[str, int]:
     try:
         return parse_bind(text)
@@ -243,7 +250,8 @@ def _bind(text: str) -> tuple[str, int]:
 def cmd_web(args: argparse.Namespace) -> int:
     host, port = args.bind
     try:
-        return serve(args.infofile, host, port, timeout=args.timeout, request_timeout=args.request_timeout)
+        return serve(args.infofile, host, port, timeout=args.timeout, request_timeout=args.request_timeout,
+                     max_connections=args.max_connections)
     except (ColdocTasksException, OSError) as exc:
         print(f'coldoc_tasks_cli: cannot serve the status page of {args.infofile}: {exc}', file=sys.stderr)
         return 1
@@ -308,6 +316,9 @@ def _add_commands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction
         '--request-timeout', type=_request_timeout, default=REQUEST_TIMEOUT, metavar='SECONDS',
         help=f'seconds a client has to send a whole request, and a connection may stay idle '
         f'(default {REQUEST_TIMEOUT:g})')
+    commands.choices['web'].add_argument(
+        '--max-connections', type=_max_connections, default=MAX_CONNECTIONS, metavar='N',
+        help=f'connections served at once; one more is answered 503 at once (default {MAX_CONNECTIONS})')
     return commands
 
 

@@ -17,7 +17,7 @@ wrong one, gets 403 and nothing else; an unknown address 404; another method 405
 against cross-site requests: the token must come in a header (a form of
 another site cannot set one, and a script of another site must first ask
 a CORS preflight, which is refused), the body must be JSON, and the
-``Origin`` and ``Sec-Fetch-Site`` a browser adds must say the same site.
+``Sec-Fetch-Site`` a browser adds (else its ``Origin``) must say the same site.
 """
 
 from __future__ import annotations
@@ -98,15 +98,21 @@ def terminate_answer(infofile: PathLike, content_type: str, body: bytes, timeout
     return json_answer(200, {'task_id': task_id, 'state': state})
 
 
-def same_site(headers: Mapping[str, str], scheme: str = 'http') -> str | None:
-    """Why a browser's request comes from another site, or None: its
-    ``Sec-Fetch-Site`` or its ``Origin`` (when it sends them) must say
-    this very site."""
+def same_site(headers: Mapping[str, str]) -> str | None:
+    """Why a browser's request comes from another site, or None.  Its
+    ``Sec-Fetch-Site``, which no page can set, must say this very origin;
+    a browser that does not send it must send no ``Origin`` but this
+    host's, over HTTP or HTTPS (behind a proxy).  A proxy in front may
+    give another name to this host than the browser's: then only
+    ``Sec-Fetch-Site`` can tell."""
     fetch_site = headers.get('Sec-Fetch-Site')
-    if fetch_site is not None and fetch_site != 'same-origin':
-        return f'a request from another site (Sec-Fetch-Site: {fetch_site:.40})'
+    if fetch_site is not None:
+        if fetch_site != 'same-origin':
+            return f'a request from another site (Sec-Fetch-Site: {fetch_site:.40})'
+        return None
     origin = headers.get('Origin')
-    if origin is not None and origin != f'{scheme}://{headers.get("Host", "")}':
+    host = headers.get('Host', '')
+    if origin is not None and origin not in (f'http://{host}', f'https://{host}'):
         return f'a request from another origin ({origin:.100})'
     return None
 

@@ -3,17 +3,23 @@ HTTP server of its own, a client of the task server of an infofile.
 
 It binds to the loopback interface unless told otherwise; prints the
 page's address, with its token, as its first line of output; and serves,
-one thread per request, until SIGINT or SIGTERM, when it exits with
+one thread per connection, until SIGINT or SIGTERM, when it exits with
 status 0.  A client that misbehaves holds only its own thread, and that
 for at most ``request_timeout`` seconds: a request (its head and its body)
 must come whole within them, however slowly it trickles in.  Errors are
 JSON with the page's security headers, even for a request that cannot be
 parsed; the log never holds the token nor a control character a client
 sent.
+
+At most ``max_connections`` connections are served at once (an idle
+one holds its thread until ``request_timeout``): one more is answered at
+once with 503 and closed, so that a client opening many connections gets
+no more threads; the log says so once for each run of refusals.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import re
@@ -21,6 +27,7 @@ import signal
 import socket
 import sys
 import threading
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TextIO
 
@@ -29,12 +36,14 @@ from ..coldoc.infofile import PathLike, read_infofile
 from .app import Answer, StatusApp, error_answer
 from .token import page_token
 
-__all__ = ['StatusServer', 'parse_bind', 'is_loopback', 'serve']
+__all__ = ['StatusServer', 'parse_bind', 'is_loopback', 'serve', 'REQUEST_TIMEOUT', 'MAX_CONNECTIONS']
 
 logger = logging.getLogger(__name__)
 
 #: Seconds a request may take to come (and a connection may stay idle), by default.
 REQUEST_TIMEOUT = 30.0
+#: Connections served at once, by default.
+MAX_CONNECTIONS = 64
 DEFAULT_HOST = '127.0.0.1'
 _CONTROL = {code: f'\\x{code:02x}' for code in (*range(32), 127)}
 _QUERY_TOKEN = re.compile(r'(token=)[^&\s\'"]*', re.IGNORECASE)
@@ -68,15 +77,28 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def _answer(self) -> None:
+        body_read = False
+
         def read_body(length: int) -> bytes:
+            nonlocal body_read
             body = self.rfile.read(length)
+            body_read = True
             self._watchdog.cancel()
             return body
 
         if self.command != 'POST':
             self._watchdog.cancel()  # the request is read: its answer may take its time
+        # Where the body ends must be beyond doubt, else it is not read (and the connection is closed).
+        chunked = self.headers.get('Transfer-Encoding') is not None
+        lengths = len(self.headers.get_all('Content-Length') or ())
         try:
-            answer = self.server.app.handle(self.command, self.path, self.headers, read_body)
+            if chunked:
+                answer = error_answer(501, 'a body in chunks (Transfer-Encoding) is not supported: '
+                                           'send a Content-Length')
+            elif lengths > 1:
+                answer = error_answer(400, 'more than one Content-Length')
+            else:
+                answer = self.server.app.handle(self.command, self.path, self.headers, read_body)
         except TimeoutError:
             answer = error_answer(408, 'the body of the request did not come in time')
         except Exception:
@@ -87,8 +109,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header('Content-Length', str(len(answer.body)))
         for name, value in answer.headers.items():
             self.send_header(name, value)
-        if self.command == 'POST' and answer.status != 200:
-            self.send_header('Connection', 'close')  # its body may be left unread
+        # A body left unread would be taken for the next request on the connection.
+        unread = not body_read and (self.headers.get('Content-Length') or '0').strip() != '0'
+        if chunked or lengths > 1 or unread or (self.command == 'POST' and answer.status != 200):
+            self.send_header('Connection', 'close')
             self.close_connection = True
         self.end_headers()
         if self.command != 'HEAD':
@@ -130,17 +154,74 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class StatusServer(ThreadingHTTPServer):
-    """The HTTP server of the page: a thread per request; ``app`` answers."""
+    """The HTTP server of the page: a thread per connection, at most
+    ``max_connections`` of them; ``app`` answers."""
 
     daemon_threads = True
     request_queue_size = 64
 
-    def __init__(self, address: tuple[str, int], app: StatusApp, request_timeout: float = REQUEST_TIMEOUT):
+    def __init__(self, address: tuple[str, int], app: StatusApp, request_timeout: float = REQUEST_TIMEOUT,
+                 max_connections: int = MAX_CONNECTIONS):
+        if max_connections < 1:
+            raise ValueError(f'max_connections must be 1 or more, not {max_connections!r}')
         self.app = app
         self.request_timeout = request_timeout
+        self.max_connections = max_connections
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._refused = 0  # in the current run of refusals (read and written by serve_forever's thread only)
         host = address[0]
         self.address_family = socket.AF_INET6 if ':' in host else socket.AF_INET
         super().__init__(address, _Handler)
+
+    def process_request(self, request: socket.socket, client_address: tuple) -> None:
+        if not self._slots.acquire(blocking=False):
+            self._refuse(request, client_address)
+            return
+        if self._refused:
+            logger.warning('the status page serves again, after refusing %d connection(s)', self._refused)
+            self._refused = 0
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()  # no thread took it
+            raise
+
+    def handle_error(self, request: socket.socket, client_address: tuple) -> None:
+        """A client that went away is no error of the page's (and says
+        nothing in the log); anything else goes to the log, not to stderr."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            logger.debug('a client of the status page went away: %s', error)
+        else:
+            logger.error('the status page failed on a connection', exc_info=error)
+
+    def process_request_thread(self, request: socket.socket, client_address: tuple) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def _refuse(self, request: socket.socket, client_address: tuple) -> None:
+        """Answer 503 without a thread nor a wait, and close."""
+        if not self._refused:
+            logger.warning('the status page serves %d connections, its most (--max-connections): it refuses '
+                           'others until one ends', self.max_connections)
+        self._refused += 1
+        answer = error_answer(503, f'too many connections (at most {self.max_connections}): try again later')
+        head = ['HTTP/1.1 503 Service Unavailable', f'Server: {_Handler.server_version}',
+                f'Date: {formatdate(usegmt=True)}', f'Content-Type: {answer.content_type}',
+                f'Content-Length: {len(answer.body)}', *(f'{k}: {v}' for k, v in answer.headers.items()),
+                'Retry-After: 1', 'Connection: close']
+        try:
+            request.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                for _ in range(16):  # what came already: closed unread, it would make the close a reset
+                    if not request.recv(65536):
+                        break
+            request.send('\r\n'.join(head).encode('latin-1') + b'\r\n\r\n' + answer.body)
+        except OSError:
+            pass  # the client is gone, or does not read: it gets nothing
+        self.shutdown_request(request)
 
     def url(self, token: str) -> str:
         """The page's address, with its token."""
@@ -175,16 +256,20 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(infofile: PathLike, host: str = DEFAULT_HOST, port: int = 0, timeout: float = 5.0,
-          out: TextIO | None = None, err: TextIO | None = None, request_timeout: float = REQUEST_TIMEOUT) -> int:
+          out: TextIO | None = None, err: TextIO | None = None, request_timeout: float = REQUEST_TIMEOUT,
+          max_connections: int = MAX_CONNECTIONS) -> int:
     """Serve the page of the server of ``infofile`` until SIGINT or SIGTERM;
     return the exit status.  Must run in the main thread (it handles those
     signals).  The infofile must exist (its key makes the token); the task
     server itself may come and go: the page says when it does not answer.
-    ``request_timeout``: the seconds a client has to send a request."""
+    ``request_timeout``: the seconds a client has to send a request (and
+    a connection may stay idle); ``max_connections``: the connections
+    served at once, beyond which one more gets 503 (ValueError below 1)."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     token = page_token(read_infofile(infofile)['authkey'])
-    httpd = StatusServer((host, port), StatusApp(infofile, token, timeout, bound=host), request_timeout)
+    httpd = StatusServer((host, port), StatusApp(infofile, token, timeout, bound=host), request_timeout,
+                         max_connections)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
