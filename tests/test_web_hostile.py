@@ -106,3 +106,18 @@ def test_the_action_of_the_page_behind_an_https_proxy_is_accepted(web):
                     {'Origin': 'https://evil.example'}, {'Origin': f'https://127.0.0.1:{port}.evil.example'},
                     {'Origin': 'null'}, {'Origin': f'ftp://127.0.0.1:{port}'}):
         assert terminate(**headers) == 403, headers
+
+
+def test_a_request_head_over_its_byte_budget_is_refused(web):
+    # under the standard parser's limits (100 lines, 64 KiB each), over the page's for the whole head
+    padding = 'x' * 1000
+    head = ''.join(f'X-Pad-{i}: {padding}\r\n' for i in range(90))
+    received = web.raw(f'GET /api/status?token={web.token} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}\r\n'.encode(),
+                       timeout=30)
+    assert _answers(received) == [b'HTTP/1.1 431 Request Header Fields Too Large'], received[:200]
+    assert b'\r\nConnection: close\r\n' in received and web.token.encode() not in received
+    # a head within the budget, on a connection of its own, is answered
+    head = ''.join(f'X-Pad-{i}: {padding}\r\n' for i in range(40))
+    received = web.raw(f'GET /api/status?token={web.token} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}'
+                       f'Connection: close\r\n\r\n'.encode(), timeout=30)
+    assert _answers(received) == [b'HTTP/1.1 200 OK'], received[:200]

@@ -20,6 +20,7 @@ no more threads; the log says so once for each run of refusals.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import ipaddress
 import logging
 import re
@@ -44,9 +45,31 @@ logger = logging.getLogger(__name__)
 REQUEST_TIMEOUT = 30.0
 #: Connections served at once, by default.
 MAX_CONNECTIONS = 64
+#: Bytes the head of a request (its request line and headers) may hold.
+MAX_HEAD_BYTES = 64 * 1024
 DEFAULT_HOST = '127.0.0.1'
 _CONTROL = {code: f'\\x{code:02x}' for code in (*range(32), 127)}
 _QUERY_TOKEN = re.compile(r'(token=)[^&\s\'"]*', re.IGNORECASE)
+
+
+class _HeadLimit:
+    """The connection's reader, with a budget for the lines of each
+    request's head: the standard parser bounds each line and their number,
+    not their sum (100 lines of 64 KiB)."""
+
+    def __init__(self, rfile):
+        self._rfile = rfile
+        self.budget = MAX_HEAD_BYTES
+
+    def readline(self, limit: int = -1) -> bytes:
+        if self.budget <= 0:
+            raise http.client.HTTPException(f'the head of the request is over {MAX_HEAD_BYTES} bytes')
+        line = self._rfile.readline(limit)
+        self.budget -= len(line)
+        return line
+
+    def __getattr__(self, name: str):
+        return getattr(self._rfile, name)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -59,12 +82,14 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         self.timeout = self.server.request_timeout
         super().setup()
+        self.rfile = _HeadLimit(self.rfile)
 
     def handle_one_request(self) -> None:
         # The socket's timeout bounds each read; this, the whole request.
         self._watchdog = threading.Timer(self.timeout, self._cut)
         self._watchdog.daemon = True
         self._watchdog.start()
+        self.rfile.budget = MAX_HEAD_BYTES
         try:
             super().handle_one_request()
         finally:
