@@ -5,6 +5,7 @@ running tasks are run again or reported lost as each asked."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -14,6 +15,7 @@ import time
 
 import pytest
 
+from coldoc_tasks.coldoc.server.journal_file import FORMAT
 from coldoc_tasks.coldoc.server.main import run_server
 from coldoc_tasks.coldoc_tasks import bind_fork_class, status, tasks_daemon_start
 from coldoc_tasks.exceptions import ColdocTasksJournalError, ColdocTasksProcessLookupError, UnsafePathError
@@ -108,6 +110,27 @@ def test_a_crash_loses_nothing(journal_server, tmp_path):
     counters = status(server.infofile)['counters']
     assert counters['lost'] == 1 and status(server.infofile)['results_held'] == 0, counters
 
+
+
+def test_after_a_restart_a_copy_that_collects_first_leaves_the_outcome_to_the_submitter(journal_server, tmp_path):
+    # A copy elsewhere waits across the crash and collects as soon as the
+    # task ends; the submitter, not back on the new server yet, asks after:
+    # both get the outcome, and then it is not held any more.
+    server = journal_server()
+    runs, release = str(tmp_path), str(tmp_path / 'release')
+    F = bind_fork_class(server.infofile)
+    f = F()
+    f.run(jobs.record_run, runs, 'again', 'the value', release, retry_on_loss=1)
+    waiter = start_waiter([f])
+    wait_until(lambda: server.runs(runs, 'again') == 1, 30, 'the task to start')
+    server.kill()
+    server.start()
+    (tmp_path / 'release').touch()
+    assert waiter_results(waiter) == [['value', 'the value']]
+    assert f.wait(timeout=60) == 'the value'
+    assert server.runs(runs, 'again') == 2
+    wait_until(lambda: status(server.infofile)['results_held'] == 0, 30, 'the outcome to be let go',
+               explain=lambda: str(status(server.infofile)['results_held']))
 
 @pytest.mark.parametrize('journal', [False, True])
 def test_retry_on_loss_runs_a_task_again_when_its_worker_is_killed(journal_server, make_server, tmp_path, journal):
@@ -224,11 +247,22 @@ def test_a_corrupt_journal_is_refused(tmp_path, make_server):
 
 def test_a_journal_of_another_format_is_refused(tmp_path, make_server):
     journal = make_journal(tmp_path, make_server)
-    data = open(journal, 'rb').read().replace(b'"format": 1', b'"format": 99', 1)
+    data = open(journal, 'rb').read().replace(b'"format": %d' % FORMAT, b'"format": 99', 1)
     with open(journal, 'wb') as stream:
         stream.write(data)
-    refused(tmp_path, journal, 'of format 99 .*reads format 1')
+    refused(tmp_path, journal, 'of format 99 .*reads format 1 or 2 only')
 
+
+
+def test_a_journal_of_the_earlier_format_is_read(tmp_path, make_server):
+    journal = make_journal(tmp_path, make_server)
+    data = open(journal, 'rb').read().replace(b'"format": %d' % FORMAT, b'"format": 1', 1)
+    with open(journal, 'wb') as stream:
+        stream.write(data)
+    server = make_server(journal=journal)
+    f = bind_fork_class(server.infofile)()
+    f.run(jobs.add, 2, 3)
+    assert f.wait(timeout=30) == 5
 
 def test_a_journal_held_by_another_server_is_refused(journal_server, tmp_path):
     server = journal_server()
@@ -264,7 +298,10 @@ def test_without_a_journal_nothing_is_written(tmp_path):
         assert [f.wait(timeout=30) for f in forks] == [2] * 20
         assert sorted(os.listdir(directory)) == before == ['info', 'info.lock']
         pid = status(infofile)['pid']
-        files = {os.readlink(f'/proc/{pid}/fd/{fd}') for fd in os.listdir(f'/proc/{pid}/fd')}
+        files = set()
+        for fd in os.listdir(f'/proc/{pid}/fd'):
+            with contextlib.suppress(FileNotFoundError):  # (a socket of a client just gone)
+                files.add(os.readlink(f'/proc/{pid}/fd/{fd}'))
         assert {name for name in files if name.startswith('/')} == {'/dev/null', infofile + '.lock'}, files
         assert status(infofile)['journal'] is None
     finally:

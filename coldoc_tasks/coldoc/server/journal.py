@@ -52,6 +52,7 @@ from .journal_file import (
     FORMAT,
     RECORD,
     REQUEUED,
+    SERVED,
     SHARED,
     STARTED,
     SUBMIT,
@@ -180,6 +181,11 @@ class Journal:
     def shared(self, task_id: str) -> None:
         if task_id in self._live:
             self._add(SHARED, task_id)
+
+    def served(self, task_id: str, served: int) -> None:
+        """Who had a shared task's outcome so far (bits), while it is kept for the others."""
+        if task_id in self._live:
+            self._add(SERVED, task_id, bytes((served,)))
 
     def finished(self, task_id: str, state: str, finished: float, outcome: bytes | None,
                  lost_message: str | None) -> None:

@@ -20,8 +20,11 @@ from ..safefiles import SAFE_FLAGS, UnsafePathError, check_own_file
 logger = logging.getLogger(__name__)
 
 MAGIC = b'coldoc_tasks journal\n'
-#: The format of the records; a journal of another format is refused.
-FORMAT = 1
+#: The format of the records this version writes; a journal of a format
+#: outside :data:`READ_FORMATS` is refused.
+FORMAT = 2
+#: Format 2 added the record of who got a shared task's outcome.
+READ_FORMATS = (1, 2)
 BATCH = struct.Struct('<III')
 BATCH_MAGIC = 0x43544a42
 RECORD = struct.Struct('<BH')
@@ -30,7 +33,7 @@ FINAL = struct.Struct('<dBI')  # finished, has an outcome, data length
 #: The longest header line read from a journal.
 MAX_HEADER_LINE = 4096
 
-SUBMITTED, STARTED, REQUEUED, FINISHED, DROPPED, SHARED = range(1, 7)
+SUBMITTED, STARTED, REQUEUED, FINISHED, DROPPED, SHARED, SERVED = range(1, 8)
 
 
 @dataclasses.dataclass
@@ -46,6 +49,7 @@ class RecoveredTask:
     running: bool = False
     losses: int = 0
     shared: bool = False
+    served: int = 0  # who had its outcome (the server's SERVED_* bits)
     state: str | None = None  # a final state, once it has one
     finished: float | None = None
     outcome: bytes | None = None
@@ -166,11 +170,11 @@ def parse_header(path: str, data: bytes) -> tuple[dict, int]:
         str(info['journal_id'])
     except (ValueError, KeyError, TypeError) as exc:
         raise ColdocTasksJournalError(f'the journal {path} has a damaged header ({exc})') from None
-    if journal_format != FORMAT:
+    if journal_format not in READ_FORMATS:
         raise ColdocTasksJournalError(
             f'the journal {path} is of format {journal_format!r} (written by {info.get("written_by", "?")}); '
-            f'this version of coldoc_tasks reads format {FORMAT} only: start the version that wrote it to '
-            f'drain it, or move it away')
+            f'this version of coldoc_tasks reads format {" or ".join(map(str, READ_FORMATS))} only: start the '
+            f'version that wrote it to drain it, or move it away')
     return info, end + 1
 
 
@@ -216,6 +220,8 @@ def records(path: str, data: bytes, start: int) -> Iterator[tuple[int, str, byte
                 record_end = data.index(b'\0', id_end + FINAL.size) + 1 + data_length
             elif kind in (STARTED, REQUEUED, DROPPED, SHARED):
                 record_end = id_end
+            elif kind == SERVED:
+                record_end = id_end + 1
             else:
                 raise corrupt(path, offset, f'a record of unknown kind {kind}')
             if record_end > end:
@@ -262,6 +268,8 @@ def replay(path: str, data: bytes, start: int) -> tuple[dict[str, RecoveredTask]
             task.order = order
         elif kind == SHARED:
             task.shared = True
+        elif kind == SERVED:
+            task.served |= record[fields]
         elif kind == FINISHED:
             finished, has_outcome, data_length = FINAL.unpack_from(record, fields)
             state_end = record.index(b'\0', fields + FINAL.size)

@@ -81,6 +81,9 @@ class Recorder:
     def shared(self, task: Task) -> None:
         self.journal.shared(task.task_id)
 
+    def served(self, task: Task) -> None:
+        self.journal.served(task.task_id, task.served)
+
     def finished(self, task: Task) -> None:
         self.journal.finished(task.task_id, task.state, task.finished, task.outcome, task.lost_message)
 
@@ -166,7 +169,7 @@ class Recorder:
             retries = max(0, message.retry_on_loss - item.losses)
             if item.state is not None:
                 task = Task(item.task_id, message.queue, message.cmd_name, b'', None)
-                task.submitted, task.shared = item.submitted, item.shared
+                task.submitted, task.shared, task.served = item.submitted, item.shared, item.served
                 server.table.add(task)
                 server.table.finish(task, item.state, item.outcome, item.lost_message, finished=item.finished)
                 counts['results'] += 1

@@ -37,7 +37,7 @@ from ..protocol import PROTOCOL_VERSION
 from ..schedule import priority_problem
 from .deferred import DeferredTasks
 from .memory import resident_bytes
-from .tasks import CANCELLED, DEFERRED, FINAL_STATES, QUEUED, RUNNING, Task, TaskTable
+from .tasks import CANCELLED, DEFERRED, FINAL_STATES, QUEUED, RUNNING, SERVED_COPY, SERVED_SUBMITTER, Task, TaskTable
 from .workers import WorkerPool
 
 if TYPE_CHECKING:
@@ -159,8 +159,12 @@ class Requests:
         if task is None:
             return
         if task.state in FINAL_STATES:
+            self._served(task, [connection])
             self._deliver(task, [(connection, rid, None)])
-            self.table.collect(task, connection.peer_pid)
+            if self.recorder is None or self._all_served(task):
+                self.table.collect(task, connection.peer_pid)
+            else:
+                self.recorder.served(task)
             return
         lent = None
         waiter = self.table.tasks.get(waiter_task_id) if waiter_task_id is not None else None
@@ -241,19 +245,43 @@ class Requests:
         unless a copy of its fork object elsewhere may still ask."""
         if self.recorder is not None:
             self.recorder.finished(task)
-        delivered = False
-        if task.waiters:
-            self._deliver(task, task.waiters)
-            delivered = True
         subscriber, task.subscriber = task.subscriber, None
-        if subscriber is not None and not subscriber.channel.closed:
+        if subscriber is not None and subscriber.channel.closed:
+            subscriber = None
+        delivered = bool(task.waiters)
+        if task.waiters:
+            self._served(task, [connection for connection, _, _ in task.waiters])
+            self._deliver(task, task.waiters)
+        if subscriber is not None:
             if task.outcome is not None:
                 self._send(subscriber, Pushed(task.task_id).encode(task.outcome))
             else:
                 self._send(subscriber, PushedLost(task.task_id, task.lost_message).encode())
+            task.served |= SERVED_SUBMITTER
             delivered = delivered or not task.shared
-        if delivered:
+        if self.recorder is None:
+            if delivered:
+                self.table.collect(task, subscriber.peer_pid if subscriber is not None else task.owner_pid)
+        elif self._all_served(task):
             self.table.collect(task, subscriber.peer_pid if subscriber is not None else task.owner_pid)
+        elif task.served:
+            self.recorder.served(task)
+
+    @staticmethod
+    def _served(task: Task, connections: list[Connection]) -> None:
+        for connection in connections:
+            task.served |= SERVED_SUBMITTER if connection.peer_pid == task.owner_pid else SERVED_COPY
+
+    @staticmethod
+    def _all_served(task: Task) -> bool:
+        """Whether the outcome of ``task``, on a server with a journal, may
+        be forgotten: once delivered, or for a task with a copy of its fork
+        object elsewhere, once both the submitter and a copy had it (a copy
+        that waited across a restart may be served while the submitter is
+        not back yet)."""
+        if not task.shared:
+            return bool(task.served)
+        return task.served == SERVED_SUBMITTER | SERVED_COPY
 
     @staticmethod
     def _outcome_message(task: Task, rid: int) -> list:

@@ -39,6 +39,10 @@ _COLLECTED_BY_UNKNOWN = 0
 _EXPIRED = -1
 
 
+#: Who got a final task's outcome (bits of :attr:`Task.served`).
+SERVED_SUBMITTER = 1
+SERVED_COPY = 2
+
 class Task:
     """One task as the server knows it.  ``call`` (the pickled call, opaque here) is
     dropped once a worker has it; ``outcome`` is the encoded outcome of a
@@ -48,7 +52,7 @@ class Task:
 
     __slots__ = ('task_id', 'queue', 'cmd_name', 'call', 'state', 'submitted', 'started', 'finished',
                  'worker_pid', 'outcome', 'lost_message', 'waiters', 'owner_pid', 'terminating', 'subscriber',
-                 'shared', 'progress', 'retries', 'priority', 'run_after', 'record')
+                 'shared', 'served', 'progress', 'retries', 'priority', 'run_after', 'record')
 
     def __init__(self, task_id: str, queue: str, cmd_name: str, call: bytes | memoryview, owner_pid: int | None,
                  priority: int = 0, run_after: float | None = None, record: bytes = b''):
@@ -75,6 +79,7 @@ class Task:
         # a fork object of the task was pickled: keep the outcome after the
         # push, for a wait from another process
         self.shared = False
+        self.served = 0  # who got the outcome: SERVED_SUBMITTER, SERVED_COPY
         # the latest progress report, (done, total, message, metadata), if any
         self.progress: tuple | None = None
         # how many more times it runs again if its worker is lost (retry_on_loss)
