@@ -294,3 +294,50 @@ def test_a_done_callback_may_submit_and_wait(executor, backend):
     executor.submit(jobs.add, 1, 2).add_done_callback(then)
     assert done.wait(30)
     assert chained == [13]
+
+
+def test_cancel_from_threads_while_tasks_finish(executor, backend):
+    futures = [executor.submit(jobs.add, i, 1) for i in range(24)]
+    calls: list = []
+    for f in futures:
+        f.add_done_callback(calls.append)
+    answers: dict = {}
+
+    def cancel(part):
+        for f in part:
+            answers[f] = f.cancel()
+
+    threads = [threading.Thread(target=cancel, args=(futures[n::3],)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    done, not_done = concurrent.futures.wait(futures, timeout=60)
+    assert not not_done
+    for f in futures:
+        assert answers[f] == f.cancelled()
+        if not f.cancelled():
+            assert f.result() == futures.index(f) + 1
+    deadline = time.monotonic() + 30
+    while len(calls) < len(futures) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(map(id, calls)) == sorted(map(id, futures))  # each callback once
+
+
+def test_a_done_callback_may_shut_the_executor_down(backend):
+    executor = TaskExecutor(backend.make)
+    other = executor.submit(jobs.add, 2, 2)
+    seen = []
+    ended = threading.Event()
+
+    def close(f):
+        executor.shutdown(wait=True)
+        seen.append(other.done())
+        ended.set()
+
+    executor.submit(jobs.add, 1, 1).add_done_callback(close)
+    assert ended.wait(30)
+    assert seen == [True] and other.result() == 4
+    executor.shutdown(wait=True)
+    with pytest.raises(RuntimeError):
+        executor.submit(jobs.add, 1)
