@@ -303,6 +303,7 @@ class TaskExecutor(concurrent.futures.Executor):
 
         threading.Thread(target=terminate, name=f'coldoc_tasks-terminate-{forks[0].task_id}', daemon=True).start()
 
+
 _in_callback_pool = threading.local()
 
 
