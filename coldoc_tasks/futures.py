@@ -18,6 +18,12 @@ watches the child's pipe) and ``nofork`` (the outcome is there at once);
 ``celery`` has no socket of ours to wait on, and waits in threads of that
 loop's default executor.
 
+Done callbacks never run in the resolver thread: there a callback that
+waits for another future of the executor would stop every future from
+settling.  They run in a small pool of threads of the executor, started
+when a callback is first due (or, as in the standard library, in the thread
+that calls ``cancel``, or ``add_done_callback`` on a done future).
+
 A :class:`TaskFuture` stays *pending*, as :mod:`concurrent.futures` sees it,
 until its task's outcome is known, so that ``cancel()`` keeps working while
 the task runs (a running stdlib future cannot be cancelled): it cancels the
@@ -39,6 +45,8 @@ from .base import ForkBase
 __all__ = ['TaskExecutor', 'TaskFuture']
 
 logger = logging.getLogger(__name__)
+#: Where the standard library logs the exceptions of done callbacks.
+callbacks_logger = logging.getLogger('concurrent.futures')
 
 
 class TaskFuture(concurrent.futures.Future):
@@ -51,6 +59,10 @@ class TaskFuture(concurrent.futures.Future):
         self._executor = executor
         # Orders cancel() against the resolver's settling of the outcome.
         self._settling = threading.RLock()
+        # The done callbacks are kept here, not by the base class, so that
+        # settling in the resolver thread does not run them (see the module).
+        self._callbacks: list[Callable[[TaskFuture], object]] = []
+        self._callbacks_taken = False
 
     def running(self) -> bool:
         """True while the task is under way (submitted, not yet finished)."""
@@ -58,16 +70,49 @@ class TaskFuture(concurrent.futures.Future):
 
     def cancel(self) -> bool:
         """Cancel the future and terminate its task; False if its outcome is
-        already known (then nothing changes).  The task is terminated in the
-        background: ``cancel`` does not wait for it to stop."""
+        already known (then nothing changes).  When it returns True the
+        future is cancelled for good: ``result()`` and ``exception()`` raise
+        :class:`concurrent.futures.CancelledError`, the done callbacks have
+        run (in this thread), and the task is being terminated in the
+        background: ``cancel`` does not wait for it to stop, so a task that
+        was just starting may run a moment before it is stopped."""
+        if self._cancel_future():
+            self._executor._terminate([self.fork])
+        return self.cancelled()
+
+    def _cancel_future(self) -> bool:
+        """Cancel the future, not its task: True if this call cancelled it."""
         with self._settling:
-            if self.cancelled():
-                return True
-            if not super().cancel():
+            if self.cancelled() or not super().cancel():
                 return False
             self.set_running_or_notify_cancel()  # wakes wait() and as_completed() now
-        self._executor._terminate(self.fork)
+        self._run_callbacks(self._take_callbacks())
         return True
+
+    def add_done_callback(self, fn: Callable[[TaskFuture], object]) -> None:
+        """Call ``fn(future)`` once, when the future is done (at once, in this
+        thread, if it already is).  Callbacks run in the order they were
+        added, in a thread of the executor (in the thread that cancelled the
+        future, if it was cancelled); what they raise is logged and ignored."""
+        with self._settling:
+            if not self._callbacks_taken:
+                self._callbacks.append(fn)
+                return
+        self._run_callbacks([fn])
+
+    def _take_callbacks(self) -> list[Callable[[TaskFuture], object]]:
+        """The callbacks due, once the future is done; later ones run at once."""
+        with self._settling:
+            self._callbacks_taken = True
+            callbacks, self._callbacks = self._callbacks, []
+        return callbacks
+
+    def _run_callbacks(self, callbacks: list[Callable[[TaskFuture], object]]) -> None:
+        for fn in callbacks:
+            try:
+                fn(self)
+            except Exception:
+                callbacks_logger.exception('exception calling callback for %r', self)
 
     def _settle_outcome(self, value: Any) -> None:
         """Settle with what ``wait(raise_exception=False)`` returned."""
@@ -101,8 +146,12 @@ class TaskExecutor(concurrent.futures.Executor):
     future's exception.  Exceptions arrive as ``wait`` raises them: the same
     type, with the remote traceback as ``__cause__``.  The executor waits for
     a task as long as it runs, whatever timeout the fork class has: a timeout
-    is the caller's, in ``future.result(timeout)``.  Done callbacks run in the
-    resolver thread: keep them short.  Usable with
+    is the caller's, in ``future.result(timeout)``.  Done callbacks run in a
+    pool of threads of the executor, so that a callback may wait for another
+    future (as long as the pool, of ``min(32, CPUs + 4)`` threads as a
+    :class:`~concurrent.futures.ThreadPoolExecutor`'s, has one free).
+    ``shutdown(cancel_futures=True)`` cancels every future not settled and
+    terminates their tasks, the newest first.  Usable with
     ``loop.run_in_executor(executor, fn, *args)``; cancelling the awaiting
     coroutine cancels the future, and so terminates the task.
     """
@@ -115,10 +164,12 @@ class TaskExecutor(concurrent.futures.Executor):
         self._lock = threading.Lock()
         self._shutdown = False
         self._stopping = False
-        self._active: set[TaskFuture] = set()  # submitted, still watched by the resolver
+        # Submitted, still watched by the resolver; in the order of submission.
+        self._active: dict[TaskFuture, None] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._watches: set[asyncio.Task] = set()
+        self._callback_pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         state = 'shut down' if self._shutdown else f'{len(self._active)} active'
@@ -133,7 +184,7 @@ class TaskExecutor(concurrent.futures.Executor):
             fork = self._make_fork()
             fork.timeout = None
             future = TaskFuture(fork, self)
-            self._active.add(future)
+            self._active[future] = None
             loop = self._start()
         try:
             fork.run(fn, *args, **kwargs)
@@ -161,10 +212,16 @@ class TaskExecutor(concurrent.futures.Executor):
             if not pending:
                 self._stop_loop()
         if cancel_futures:
-            for future in pending:
-                future.cancel()
+            # The newest first, one after the other: a task still queued is
+            # stopped before the end of an older one could let it start.
+            cancelled = [future.fork for future in reversed(pending) if future._cancel_future()]
+            if cancelled:
+                self._terminate(cancelled)
         if wait and self._thread is not None:
             self._thread.join()
+            pool = self._callback_pool
+            if pool is not None and not getattr(_in_callback_pool, 'flag', False):
+                pool.shutdown(wait=True)  # the callbacks of the last futures have run
 
     # -- internals ------------------------------------------------------------
 
@@ -190,6 +247,8 @@ class TaskExecutor(concurrent.futures.Executor):
         if self._loop is not None and not self._stopping:
             self._stopping = True
             self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._callback_pool is not None:
+                self._callback_pool.shutdown(wait=False)  # what it was given still runs
 
     @staticmethod
     def _resolve(loop: asyncio.AbstractEventLoop) -> None:
@@ -214,18 +273,41 @@ class TaskExecutor(concurrent.futures.Executor):
             self._finished(future)
 
     def _finished(self, future: TaskFuture) -> None:
+        callbacks = future._take_callbacks()
+        if callbacks:
+            if threading.current_thread() is self._thread:
+                self._callback_pool_started().submit(_run_in_callback_pool, future, callbacks)
+            else:  # settled in submit(), in the caller's thread
+                future._run_callbacks(callbacks)
         with self._lock:
-            self._active.discard(future)
+            self._active.pop(future, None)
             if self._shutdown and not self._active:
                 self._stop_loop()
 
-    def _terminate(self, fork: ForkBase) -> None:
+    def _callback_pool_started(self) -> concurrent.futures.ThreadPoolExecutor:
+        # Only the resolver thread starts it, before the loop is stopped.
+        if self._callback_pool is None:
+            self._callback_pool = concurrent.futures.ThreadPoolExecutor(
+                thread_name_prefix=f'coldoc_tasks-callbacks-{id(self):x}')
+        return self._callback_pool
+
+    def _terminate(self, forks: list[ForkBase]) -> None:
         # Not in the resolver's loop (terminate blocks for up to its grace),
         # nor in its default executor (celery's waits may fill it).
         def terminate() -> None:
-            try:
-                fork.terminate()
-            except Exception:
-                logger.exception('cannot terminate the task %s of a cancelled future', fork.task_id)
+            for fork in forks:
+                try:
+                    fork.terminate()
+                except Exception:
+                    logger.exception('cannot terminate the task %s of a cancelled future', fork.task_id)
 
-        threading.Thread(target=terminate, name=f'coldoc_tasks-terminate-{fork.task_id}', daemon=True).start()
+        threading.Thread(target=terminate, name=f'coldoc_tasks-terminate-{forks[0].task_id}', daemon=True).start()
+
+
+_in_callback_pool = threading.local()
+
+
+def _run_in_callback_pool(future: TaskFuture, callbacks: list[Callable[[TaskFuture], object]]) -> None:
+    # Marks the thread, so that a callback calling shutdown(wait=True) does not wait for itself.
+    _in_callback_pool.flag = True
+    future._run_callbacks(callbacks)
