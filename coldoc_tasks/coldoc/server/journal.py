@@ -15,6 +15,7 @@ The file::
     b'coldoc_tasks journal\\n'                 what the file is
     {"format": 1, "journal_id": ..., ...}\\n   one JSON line: the format, an id kept for life
     batch, batch, ...                          one per turn of the loop that had records
+    zeros                                      allocated ahead of the batches, not written yet
 
     batch:   magic (u32) | length (u32) | crc32 of the payload (u32) | payload
     payload: records, each: kind (u8) | task id length (u16) | task id | fields of the kind
@@ -25,6 +26,9 @@ outcome): so the journal is always ahead of what anybody saw.  A crash in the
 middle of a write leaves a torn last batch, which was never synced, so none
 of its effects were seen: it is cut off when the journal is opened again (and
 logged).  A bad batch followed by more is corruption: the journal is refused.
+The file is allocated ahead of its batches (:data:`ALLOCATE_AHEAD`), so that
+a sync seldom has a new file size to write too; a journal closed in order
+is cut to its batches.
 
 Compaction: records of tasks that were collected or expired are dead; when
 the file holds more than twice what is alive (and more than
@@ -35,6 +39,7 @@ which replaces the old one by a rename.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -44,6 +49,7 @@ import zlib
 from ...exceptions import ColdocTasksJournalError
 from ..safefiles import SAFE_FLAGS, UnsafePathError, check_own_file
 from .journal_file import (
+    ALLOCATE_AHEAD,
     BATCH,
     BATCH_MAGIC,
     DROPPED,
@@ -71,6 +77,7 @@ from .journal_file import (
     without_call,
     write_all,
     write_batch,
+    zeros_from,
 )
 
 #: Compaction waits until the file is at least this big...
@@ -101,6 +108,8 @@ class Journal:
         #: safe from a crash of the server, not from one of the machine until then)
         self.sync_each_batch = True
         self.unsynced = False
+        self._allocated = size  # the file's size: written, then zeros allocated ahead
+        self._allocating = True
 
     # -- opening -------------------------------------------------------------------------
 
@@ -134,7 +143,7 @@ class Journal:
             data = read_all(fd)
             info, start = parse_header(path, data)
             tasks, end, live = replay(path, data, start)
-            if end < len(data):
+            if not zeros_from(data, end):
                 logger.warning('journal %s: cut off %d bytes of a batch torn by a crash (never synced, so never '
                                'acted upon)', path, len(data) - end)
                 os.ftruncate(fd, end)
@@ -144,6 +153,7 @@ class Journal:
             os.close(fd)
             raise
         journal = cls(path, fd, info, end)
+        journal._allocated = os.fstat(fd).st_size
         journal._live = live
         journal._live_bytes = sum(entry[0] for entry in live.values())
         queued = sorted(tasks.values(), key=lambda task: task.order)
@@ -232,6 +242,8 @@ class Journal:
         payload = b''.join(self._pending)
         self._pending.clear()
         try:
+            if self._allocating and self.size + BATCH.size + len(payload) > self._allocated:
+                self._allocate(self.size + BATCH.size + len(payload) + ALLOCATE_AHEAD)
             write_all(self._fd, BATCH.pack(BATCH_MAGIC, len(payload), zlib.crc32(payload)) + payload)
             if self.sync_each_batch and output_follows:
                 os.fdatasync(self._fd)
@@ -244,8 +256,20 @@ class Journal:
             # (it cannot keep its promise without its journal).
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, self.size)
+                self._allocated = self.size
             raise ColdocTasksJournalError(f'cannot write the journal {self.path}: {exc}') from exc
         self.size += BATCH.size + len(payload)
+
+    def _allocate(self, size: int) -> None:
+        try:
+            os.posix_fallocate(self._fd, self._allocated, size - self._allocated)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise
+            self._allocating = False  # the file system cannot: the file grows by its writes
+            logger.info('journal %s: its file system cannot allocate ahead (%s)', self.path, exc)
+        else:
+            self._allocated = size
 
     def sync(self) -> None:
         """Sync what was written (when batches are not synced each)."""
@@ -271,7 +295,7 @@ class Journal:
         this one (after :meth:`commit`: nothing is pending)."""
         started = time.monotonic()
         before = self.size
-        data = read_all(self._fd)
+        data = read_all(self._fd, self.size)
         info, start = parse_header(self.path, data)
         temporary = self.path + '.compact'
         fd = create_exclusive(temporary, data[:start])
@@ -307,11 +331,11 @@ class Journal:
         os.close(fd)
         fd = self._fd
         os.lseek(fd, size, os.SEEK_SET)
-        self.size = size
+        self.size = self._allocated = size
         for entry in self._live.values():
             entry[0] = 0
         self._live_bytes = 0
-        for _, task_id, record in records(self.path, read_all(fd), start):
+        for _, task_id, record in records(self.path, read_all(fd, size), start):
             entry = self._live.get(task_id)
             if entry is not None:
                 entry[0] += len(record)
@@ -326,6 +350,10 @@ class Journal:
     def close(self) -> None:
         if self._fd >= 0:
             self.sync()
+            if self._allocated > self.size:  # a journal closed in order holds no zeros ahead
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, self.size)
+                    os.fsync(self._fd)
             os.close(self._fd)
             self._fd = -1
 
