@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from coldoc_tasks.coldoc.server.journal_file import ALLOCATE_AHEAD, FORMAT
+from coldoc_tasks.coldoc.server.journal_file import ALLOCATE_AHEAD, FORMAT, batches, parse_header
 from coldoc_tasks.coldoc.server.main import run_server
 from coldoc_tasks.coldoc_tasks import bind_fork_class, status, tasks_daemon_start
 from coldoc_tasks.exceptions import ColdocTasksJournalError, ColdocTasksProcessLookupError, UnsafePathError
@@ -282,6 +282,56 @@ def test_a_torn_last_batch_is_cut_off(tmp_path, make_server):
     with open(server.logfile) as stream:
         assert 'cut off 8 bytes of a batch torn by a crash' in stream.read()
 
+
+
+def _batches_end(path: str) -> tuple[bytes, int]:
+    """The journal's bytes, and where its whole batches end."""
+    data = open(path, 'rb').read()
+    end = parse_header(path, data)[1]
+    for batch in batches(path, data, end):
+        end = batch[2]
+    return data, end
+
+
+def test_the_file_is_allocated_ahead_and_its_zeros_end_it(journal_server, tmp_path):
+    server = journal_server()
+    runs, release = str(tmp_path), str(tmp_path / 'release')
+    F = bind_fork_class(server.infofile)
+    queued = [F() for _ in range(4)]
+    for i, f in enumerate(queued):
+        f.run(jobs.record_run, runs, f'task{i}', i, release)
+    wait_until(lambda: server.runs(runs, 'task0') + server.runs(runs, 'task1') == 2, 30, 'two tasks to start')
+    server.kill()
+    data, end = _batches_end(server.journal)
+    assert end < len(data) <= end + ALLOCATE_AHEAD + 4096 and not data[end:].strip(b'\0')
+    # a batch torn by the crash, in the zeros allocated ahead: cut off, and the rest is read
+    with open(server.journal, 'r+b') as stream:
+        stream.seek(end)
+        stream.write(b'\x42\x4a\x54\x43\x00\x01\x00\x00\x01\x02\x03\x04partial')
+    (tmp_path / 'release').touch()
+    server.start()
+    assert [f.wait(timeout=60) for f in queued[2:]] == [2, 3]
+    assert f'cut off {len(data) - end} bytes of a batch torn by a crash' in server.log_tail(200)
+    from coldoc_tasks.coldoc_tasks import shutdown
+    shutdown(server.infofile, timeout=30)
+    wait_until(lambda: not os.path.exists(f'/proc/{server.pid}'), 30, 'the server to stop')
+    data, end = _batches_end(server.journal)
+    assert end == len(data)  # closed in order: no zeros ahead
+
+
+def test_zeros_allocated_ahead_are_not_taken_for_a_torn_batch(journal_server, tmp_path):
+    server = journal_server()
+    F = bind_fork_class(server.infofile)
+    f = F()
+    f.run(jobs.add, 1, 2)
+    kept = pickle.dumps(f)  # kept for the copy, not collected
+    wait_until(lambda: status(server.infofile)['counters']['done'] == 1, 30, 'the task to finish')
+    server.kill()
+    data, end = _batches_end(server.journal)
+    assert end < len(data)
+    server.start()
+    assert pickle.loads(kept).wait(timeout=60) == 3
+    assert 'cut off' not in server.log_tail(200)
 
 def test_without_a_journal_nothing_is_written(tmp_path):
     directory = tmp_path / 'd'
