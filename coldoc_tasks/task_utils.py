@@ -22,8 +22,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import select
-import subprocess
 import threading
 import time
 import traceback
@@ -31,7 +29,9 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .base import ForkBase, check_timeout
-from .exceptions import ColdocTasksBackendUnavailableError, ColdocTasksUsageError
+from .coldoc.infofile import read_infofile
+from .exceptions import ColdocTasksBackendUnavailableError, ColdocTasksUsageError, InfofileError
+from .processes import proc_join
 from .selfcheck import run_checks
 from .simple_tasks import NoFork
 
@@ -121,6 +121,25 @@ def _file_signature(path: PathLike | None) -> tuple | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+def _process_ended(pid: int) -> bool:
+    try:
+        # a child of ours (a server this process started) is a zombie until reaped: look, do not reap
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    try:  # a zombie answers kill(); Linux says what it is
+        with open(f'/proc/{pid}/stat', 'rb') as stream:
+            return stream.read().rpartition(b')')[2].split()[:1] == [b'Z']
+    except OSError:
+        return False
+
+
 class BestForkClass:
     """The best fork class now, kept up to date; what
     :func:`choose_best_fork_class` returns.
@@ -139,7 +158,9 @@ class BestForkClass:
     The choice is made on first use, and made again when
     ``refresh_time_interval`` seconds (``None``: never) have passed since
     the last one, or at once when the infofile or the celeryconfig was
-    created, changed or removed since.  ``callback(fork_class)`` is called
+    created, changed or removed since, or when the coldoc server chosen has
+    stopped (its socket is gone, or its process): once a server has
+    stopped, the next call already chooses another backend.  ``callback(fork_class)`` is called
     with the class chosen after every choice (``fork_class.fork_type`` is its
     name); an exception it raises is logged, not raised.
 
@@ -166,6 +187,7 @@ class BestForkClass:
         self._fork_class: type[ForkBase] | None = None
         self._chosen_at = 0.0
         self._signatures: tuple | None = None
+        self._server: tuple[str, tuple | None, int | None] | None = None  # the coldoc server chosen
         self._lock = threading.Lock()
 
     # -- the current choice ---------------------------------------------------------
@@ -246,11 +268,31 @@ class BestForkClass:
         interval = self.refresh_time_interval
         if interval is not None and time.monotonic() - self._chosen_at >= interval:
             return True
-        return self._current_signatures() != self._signatures
+        return self._current_signatures() != self._signatures or self._server_gone()
+
+    def _server_gone(self) -> bool:
+        if self._server is None:
+            return False
+        socket_path, signature, pid = self._server
+        if _file_signature(socket_path) != signature:
+            return True  # stopped (it removes its socket), or another server took its place
+        return pid is not None and _process_ended(pid)  # killed: its socket is left behind
+
+    def _remember_server(self, name: str) -> None:
+        self._server = None
+        if name != 'coldoc' or self.infofile is None:
+            return
+        try:
+            info = read_infofile(self.infofile)
+            socket_path, pid = os.fspath(info['socket']), info.get('pid')
+        except (InfofileError, KeyError, TypeError):
+            return
+        self._server = (socket_path, _file_signature(socket_path), pid if isinstance(pid, int) else None)
 
     def _choose(self) -> None:
         signatures = self._current_signatures()
         name, fork_class = _choose_once(self.infofile, self.celeryconfig, self.preferences)
+        self._remember_server(name)
         self._signatures = signatures
         self._chosen_at = time.monotonic()
         if name != self._name:
@@ -301,56 +343,6 @@ class ForkClassChooser(BestForkClass):
 
 
 # -- helpers ------------------------------------------------------------------------
-
-
-def proc_join(proc: Any, timeout: float | None = None) -> bool:
-    """Wait until a server process started in the background has exited
-    (after asking it to stop); return True once it has, False if it is still
-    running when ``timeout`` seconds pass.
-
-    ``proc`` is what the autostart functions return: a pid (``int``), a
-    :class:`multiprocessing.Process`, a :class:`subprocess.Popen`, or a
-    bool, which stands for a process whose pid is not known (nothing to wait
-    for: True is returned).  A child of this process is also reaped.
-    """
-    timeout = check_timeout(timeout)
-    if isinstance(proc, bool) or proc is None:
-        logger.debug('proc_join(%r): no process to wait for', proc)
-        return True
-    if isinstance(proc, int):
-        return _join_pid(proc, timeout)
-    if hasattr(proc, 'join') and not isinstance(proc, (str, bytes)):
-        proc.join(timeout)
-        return not proc.is_alive() if hasattr(proc, 'is_alive') else True
-    if hasattr(proc, 'wait'):
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        return True
-    raise TypeError(f'proc_join() needs a pid, a Process, a Popen or a bool, not {type(proc).__name__}')
-
-
-def _join_pid(pid: int, timeout: float | None) -> bool:
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        _reap(pid)
-        return True
-    try:
-        if not select.select([pidfd], [], [], timeout)[0]:
-            return False
-    finally:
-        os.close(pidfd)
-    _reap(pid)
-    return True
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass  # not a child of ours: its parent reaps it
 
 
 def format_exception(exc: BaseException, *args: Any, **kwargs: Any) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import threading
 import time
 
@@ -16,6 +17,7 @@ from coldoc_tasks.simple_tasks import NoFork, SimpleFork
 from coldoc_tasks.task_utils import ForkClassChooser, choose_best_fork_class, parse_preferences
 from tests import jobs
 from tests.fixtures_celery import kill_tree, running_worker, worker_environment, write_celeryconfig
+from tests.helpers import wait_process_gone
 
 
 def run_one(fork_class):
@@ -109,6 +111,22 @@ def test_removed_infofile_is_noticed_at_once(coldoc_server):
     assert chooser().fork_type == 'coldoc'  # and its coming back too
     assert run_one(chooser()) == 42
 
+
+
+@pytest.mark.parametrize('how', ['stopped', 'killed'])
+def test_a_server_gone_is_noticed_at_once(make_server, how):
+    # The infofile stays where it is; the server's socket, or its process, goes.
+    server = make_server()
+    chooser = choose_best_fork_class(infofile=server.infofile, preferences='coldoc,simple', refresh_time_interval=3600)
+    assert chooser.fork_type == 'coldoc' and run_one(chooser) == 42
+    if how == 'stopped':
+        from coldoc_tasks.coldoc_tasks import shutdown
+        shutdown(server.infofile, timeout=30)
+    else:
+        os.kill(server.pid, signal.SIGKILL)
+    assert wait_process_gone(server.pid, 30)
+    assert os.path.exists(server.infofile)
+    assert chooser.fork_type == 'simple' and run_one(chooser) == 42
 
 def test_changed_or_removed_celeryconfig_is_noticed_at_once(tmp_path, celery_redis_worker, idle_celeryconfig):
     path = tmp_path / 'celeryconfig.py'
