@@ -121,3 +121,12 @@ def backend_coldoc_reuse(coldoc_server_reuse):
 @pytest.fixture
 def backend_coldoc_fresh(coldoc_server_fresh):
     return _backend('coldoc_fresh', coldoc_server_fresh)
+
+
+@pytest.fixture
+def web(coldoc_server):
+    """The standalone status page (``coldoc web``) of the shared server."""
+    from tests.helpers_web import start_web
+    page = start_web(coldoc_server.infofile)
+    yield page
+    page.stop()

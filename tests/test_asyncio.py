@@ -60,11 +60,18 @@ def test_wait_async_raises_the_exception_with_its_remote_traceback(backend):
     assert isinstance(exc, ValueError) and exc.args == ('nope',)
 
 
-def test_wait_async_timeout_then_the_value(backend, rendezvous):
+
+def blocked_task(backend, rendezvous, value=None, **options):
+    """A fork object of ``backend`` whose task waits at the rendezvous to
+    return ``value``; and the connection that releases it."""
     needs_process(backend)
-    f = backend.make()
-    f.run(jobs.rendezvous, rendezvous.address, 'late')
+    f = backend.make(**options)
+    f.run(jobs.rendezvous, rendezvous.address, value)
     conn, _ = rendezvous.accept()
+    return f, conn
+
+def test_wait_async_timeout_then_the_value(backend, rendezvous):
+    f, conn = blocked_task(backend, rendezvous, 'late')
 
     async def body():
         start = time.monotonic()
@@ -153,10 +160,7 @@ def test_wait_async_of_a_pickled_copy(backend):
 
 
 def test_cancelled_wait_async_leaves_the_task_running(backend, rendezvous):
-    needs_process(backend)
-    f = backend.make()
-    f.run(jobs.rendezvous, rendezvous.address, 'still here')
-    conn, _ = rendezvous.accept()
+    f, conn = blocked_task(backend, rendezvous, 'still here')
 
     async def body():
         waiting = asyncio.ensure_future(f.wait_async())

@@ -10,16 +10,12 @@ import time
 import pytest
 
 from coldoc_tasks.exceptions import ColdocTasksTimeoutError
-from tests import jobs, jobs_async
-from tests.test_asyncio import run
-from tests.test_contract import needs_process
+from tests import jobs_async
+from tests.test_asyncio import blocked_task, run
 
 
 def test_wait_for_timeout_leaves_the_task_and_the_fork_object_usable(backend, rendezvous):
-    needs_process(backend)
-    f = backend.make()
-    f.run(jobs.rendezvous, rendezvous.address, 'after')
-    conn, _ = rendezvous.accept()
+    f, conn = blocked_task(backend, rendezvous, 'after')
 
     async def body():
         for _ in range(3):  # more than once: each cancelled wait leaves nothing behind
@@ -33,10 +29,7 @@ def test_wait_for_timeout_leaves_the_task_and_the_fork_object_usable(backend, re
 
 
 def test_timeouts_are_those_of_wait(backend, rendezvous):
-    needs_process(backend)
-    f = backend.make(timeout=0.2)  # the constructor's timeout is the default of both
-    f.run(jobs.rendezvous, rendezvous.address, 'v')
-    conn, _ = rendezvous.accept()
+    f, conn = blocked_task(backend, rendezvous, 'v', timeout=0.2)  # the constructor's timeout: both's default
 
     async def body():
         start = time.monotonic()
@@ -58,10 +51,7 @@ def test_timeouts_are_those_of_wait(backend, rendezvous):
 
 
 def test_many_coroutines_wait_for_one_task(backend, rendezvous):
-    needs_process(backend)
-    f = backend.make()
-    f.run(jobs.rendezvous, rendezvous.address, 'shared')
-    conn, _ = rendezvous.accept()
+    f, conn = blocked_task(backend, rendezvous, 'shared')
 
     async def body():
         waits = [asyncio.ensure_future(f.wait_async(timeout=60)) for _ in range(8)]

@@ -31,13 +31,6 @@ from tests.helpers_web import start_web
 pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.fixture
-def web(coldoc_server):
-    page = start_web(coldoc_server.infofile)
-    yield page
-    page.stop()
-
-
 # -- the token ----------------------------------------------------------------------
 
 

@@ -18,13 +18,6 @@ from tests.helpers_web import start_web
 pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.fixture
-def web(coldoc_server):
-    page = start_web(coldoc_server.infofile)
-    yield page
-    page.stop()
-
-
 def _answers(received: bytes) -> list[bytes]:
     """The status lines of the answers in what came back on a connection."""
     return re.findall(rb'HTTP/1\.[01] \d{3} [A-Za-z ]*', received)
