@@ -132,6 +132,22 @@ def test_after_a_restart_a_copy_that_collects_first_leaves_the_outcome_to_the_su
     wait_until(lambda: status(server.infofile)['results_held'] == 0, 30, 'the outcome to be let go',
                explain=lambda: str(status(server.infofile)['results_held']))
 
+
+def test_a_task_lost_at_more_restarts_than_it_asked_to_be_run_again_is_reported_lost(journal_server, tmp_path):
+    server = journal_server()
+    runs, never = str(tmp_path), str(tmp_path / 'never')
+    f = bind_fork_class(server.infofile)()
+    f.run(jobs.record_run, runs, 'twice', 'never returned', never, retry_on_loss=1)
+    for ran in (1, 2):
+        wait_until(lambda ran=ran: server.runs(runs, 'twice') == ran, 30, f'run {ran} to start')
+        server.kill()
+        server.start()
+    with pytest.raises(ColdocTasksProcessLookupError,
+                       match='stopped while the task ran, after it had been run again 1 time, as many as it asked '
+                             r'\(retry_on_loss=1\)'):
+        f.wait(timeout=60)
+    assert server.runs(runs, 'twice') == 2
+
 @pytest.mark.parametrize('journal', [False, True])
 def test_retry_on_loss_runs_a_task_again_when_its_worker_is_killed(journal_server, make_server, tmp_path, journal):
     server = journal_server() if journal else make_server()

@@ -77,8 +77,10 @@ def test_random_crashes_lose_nothing(tmp_path):
     for name, (retry, outcome) in results.items():
         ran = server.runs(runs, name)
         if isinstance(outcome, ColdocTasksProcessLookupError):
-            # only a task that was running when the server died, and asked for no retry
-            if retry != 0 or ran > 1 or 'stopped while the task ran' not in str(outcome):
+            # only a task running when the server died, that asked for no retry or had its retries
+            # (two crashes in a row may each find it sent to a worker that had not begun it yet)
+            said = 'did not ask to be run again' if retry == 0 else 'as many as it asked'
+            if ran > 1 + retry or 'stopped while the task ran' not in str(outcome) or said not in str(outcome):
                 lost_silently.append(f'{name} (retry {retry}, ran {ran}): {outcome}')
             reported_lost.append(name)
         elif outcome != name or ran == 0:
@@ -88,7 +90,7 @@ def test_random_crashes_lose_nothing(tmp_path):
         else:
             retried_twice += ran == 2
     print(f'\ncrash test: {len(results)} tasks, {CRASHES} crashes, {len(reported_lost)} reported lost as they asked '
-          f'(running at a crash, retry_on_loss=0), {retried_twice} run again as they asked, '
+          f'(running at a crash, with no retry left), {retried_twice} run again as they asked, '
           f'{len(lost_silently)} lost, {len(duplicated)} duplicated')
     assert not problems, problems[:10]
     assert not lost_silently, lost_silently[:10]

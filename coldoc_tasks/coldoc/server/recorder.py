@@ -179,9 +179,7 @@ class Recorder:
                     task = Task(item.task_id, message.queue, message.cmd_name, b'', None)
                     task.submitted, task.shared = item.submitted, item.shared
                     server.table.add(task)
-                    server.table.finish(task, LOST, lost_message=(
-                        f'task {item.task_id}: the task server stopped while the task ran; it did not ask to '
-                        f'be run again (retry_on_loss={message.retry_on_loss})'))
+                    server.table.finish(task, LOST, lost_message=_lost_at_restart(item, message.retry_on_loss))
                     self.finished(task)
                     counts['lost'] += 1
                     continue
@@ -192,3 +190,11 @@ class Recorder:
                 counts['queued'] += 1
             task = server._accept_task(message, item.call, None, submitted=item.submitted)
             task.retries, task.shared = retries, item.shared
+
+
+def _lost_at_restart(item: RecoveredTask, retry_on_loss: int) -> str:
+    if not retry_on_loss:
+        return (f'task {item.task_id}: the task server stopped while the task ran; it did not ask to be run again '
+                f'(retry_on_loss=0)')
+    return (f'task {item.task_id}: the task server stopped while the task ran, after it had been run again '
+            f'{item.losses} time{"s" if item.losses != 1 else ""}, as many as it asked (retry_on_loss={retry_on_loss})')
