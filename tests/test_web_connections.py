@@ -99,5 +99,6 @@ def test_a_bad_number_of_connections_is_refused(coldoc_server, value):
 def test_serve_refuses_a_bad_number_of_connections(coldoc_server):
     from coldoc_tasks.web.standalone import serve
 
-    with pytest.raises(ValueError, match='max_connections must be 1 or more'):
-        serve(coldoc_server.infofile, max_connections=0)
+    for bad in (0, '5', 2.5, True):
+        with pytest.raises(ValueError, match='max_connections must be 1 or more'):
+            serve(coldoc_server.infofile, max_connections=bad)

@@ -187,8 +187,8 @@ class StatusServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], app: StatusApp, request_timeout: float = REQUEST_TIMEOUT,
                  max_connections: int = MAX_CONNECTIONS):
-        if max_connections < 1:
-            raise ValueError(f'max_connections must be 1 or more, not {max_connections!r}')
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
+            raise ValueError(f'max_connections must be 1 or more (a whole number), not {max_connections!r}')
         self.app = app
         self.request_timeout = request_timeout
         self.max_connections = max_connections

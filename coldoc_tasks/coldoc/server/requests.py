@@ -159,12 +159,11 @@ class Requests:
         if task is None:
             return
         if task.state in FINAL_STATES:
-            self._served(task, [connection])
             self._deliver(task, [(connection, rid, None)])
-            if self.recorder is None or self._all_served(task):
+            if self.recorder is None:
                 self.table.collect(task, connection.peer_pid)
             else:
-                self.recorder.served(task)
+                self._served(task, self._who(task, [connection]), connection.peer_pid)
             return
         lent = None
         waiter = self.table.tasks.get(waiter_task_id) if waiter_task_id is not None else None
@@ -249,39 +248,45 @@ class Requests:
         if subscriber is not None and subscriber.channel.closed:
             subscriber = None
         delivered = bool(task.waiters)
+        served = 0
         if task.waiters:
-            self._served(task, [connection for connection, _, _ in task.waiters])
+            if self.recorder is not None:
+                served = self._who(task, [connection for connection, _, _ in task.waiters])
             self._deliver(task, task.waiters)
         if subscriber is not None:
             if task.outcome is not None:
                 self._send(subscriber, Pushed(task.task_id).encode(task.outcome))
             else:
                 self._send(subscriber, PushedLost(task.task_id, task.lost_message).encode())
-            task.served |= SERVED_SUBMITTER
+            served |= SERVED_SUBMITTER
             delivered = delivered or not task.shared
-        if self.recorder is None:
-            if delivered:
-                self.table.collect(task, subscriber.peer_pid if subscriber is not None else task.owner_pid)
-        elif self._all_served(task):
-            self.table.collect(task, subscriber.peer_pid if subscriber is not None else task.owner_pid)
-        elif task.served:
-            self.recorder.served(task)
+        by_pid = subscriber.peer_pid if subscriber is not None else task.owner_pid
+        if self.recorder is not None:
+            self._served(task, served, by_pid)
+        elif delivered:
+            self.table.collect(task, by_pid)
 
     @staticmethod
-    def _served(task: Task, connections: list[Connection]) -> None:
+    def _who(task: Task, connections: list[Connection]) -> int:
+        """Who ``connections`` are to ``task``: bits ``SERVED_*``."""
+        served = 0
         for connection in connections:
-            task.served |= SERVED_SUBMITTER if connection.peer_pid == task.owner_pid else SERVED_COPY
+            served |= SERVED_SUBMITTER if connection.peer_pid == task.owner_pid else SERVED_COPY
+        return served
 
-    @staticmethod
-    def _all_served(task: Task) -> bool:
-        """Whether the outcome of ``task``, on a server with a journal, may
-        be forgotten: once delivered, or for a task with a copy of its fork
-        object elsewhere, once both the submitter and a copy had it (a copy
-        that waited across a restart may be served while the submitter is
-        not back yet)."""
-        if not task.shared:
-            return bool(task.served)
-        return task.served == SERVED_SUBMITTER | SERVED_COPY
+    def _served(self, task: Task, served: int, by_pid: int | None) -> None:
+        """On a server with a journal, ``served`` (bits) got the outcome of
+        ``task``: forget it once it may be.  That is at once, or, for a task
+        with a copy of its fork object elsewhere, once both the submitter
+        and a copy had it (a copy that waited across a restart may be
+        served while the submitter is not back yet)."""
+        if not served:
+            return
+        task.served |= served
+        if not task.shared or task.served == SERVED_SUBMITTER | SERVED_COPY:
+            self.table.collect(task, by_pid)
+        else:
+            self.recorder.served(task)
 
     @staticmethod
     def _outcome_message(task: Task, rid: int) -> list:
